@@ -1,0 +1,43 @@
+"""keras_transfer: transfer learning for NLP in a few lines of Keras.
+
+Importing it selects Keras' PyTorch backend unless `KERAS_BACKEND` is
+already set.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from keras_transfer import datasets, layers, schedules  # noqa: E402
+from keras_transfer.backbones import list_presets, load_backbone  # noqa: E402
+from keras_transfer.batching import TextBatches  # noqa: E402
+from keras_transfer.freezing import (  # noqa: E402
+    count_params,
+    freeze,
+    frozen_state,
+    restore_frozen_state,
+    unfreeze,
+)
+from keras_transfer.preprocessing import TextPreprocessor  # noqa: E402
+from keras_transfer.saving import load_model  # noqa: E402
+from keras_transfer.tasks import Task, TextClassifier  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Task",
+    "TextBatches",
+    "TextClassifier",
+    "TextPreprocessor",
+    "count_params",
+    "datasets",
+    "freeze",
+    "frozen_state",
+    "layers",
+    "list_presets",
+    "load_backbone",
+    "load_model",
+    "restore_frozen_state",
+    "schedules",
+    "unfreeze",
+]

@@ -1,0 +1,245 @@
+"""Finding and loading pretrained backbones.
+
+`load_backbone(preset)` accepts four kinds of preset and returns the KerasHub
+backbone with a matching `TextPreprocessor`:
+
+- a KerasHub preset name (`"bert_base_en_uncased"`), checked offline against
+  KerasHub's registry, with "did you mean" suggestions for typos;
+- a local KerasHub preset directory (what `save_to_preset` writes);
+- a local HuggingFace-format directory (`config.json` with `model_type`),
+  which KerasHub converts;
+- a `hf://owner/name` or `kaggle://…` handle, downloaded by KerasHub.
+"""
+
+import difflib
+import json
+import os
+import pathlib
+
+import keras_hub
+
+from keras_transfer.families import FAMILIES, family_of
+from keras_transfer.freezing import restore_frozen_state
+from keras_transfer.preprocessing import TextPreprocessor
+
+DEFAULT_SEQUENCE_LENGTH = 512
+
+
+def _text_preset_family(metadata):
+    path = metadata.get("metadata", {}).get("path", "")
+    for family in FAMILIES.values():
+        if family.name == path:
+            return family
+    return None
+
+
+def list_presets(all_families=False):
+    """KerasHub's built-in presets, read offline from its registry.
+
+    Args:
+        all_families: include presets of families keras_transfer does not
+            support yet (vision, audio, …). Defaults to `False`.
+
+    Returns:
+        A dict from preset name to `{"family", "params", "description"}`.
+    """
+    presets = {}
+    for name, info in sorted(keras_hub.models.Backbone.presets.items()):
+        family = _text_preset_family(info)
+        if family is None and not all_families:
+            continue
+        metadata = info.get("metadata", {})
+        presets[name] = {
+            "family": family.name if family else metadata.get("path", "?"),
+            "params": metadata.get("params"),
+            "description": metadata.get("description", ""),
+        }
+    return presets
+
+
+def _looks_like_path(preset):
+    return (
+        os.sep in preset
+        or preset.startswith((".", "~"))
+        or (os.altsep is not None and os.altsep in preset)
+    )
+
+
+def _check_preset_name(preset):
+    registry = keras_hub.models.Backbone.presets
+    if preset not in registry:
+        close = difflib.get_close_matches(preset, list(registry), n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(
+            f"Unknown preset {preset!r}.{hint} `keras-transfer presets` lists "
+            "the names KerasHub knows; a local preset or HuggingFace-format "
+            "directory, or an `hf://owner/name` handle, also works."
+        )
+    family = _text_preset_family(registry[preset])
+    if family is None:
+        path = registry[preset].get("metadata", {}).get("path", "?")
+        supported = ", ".join(f.name for f in FAMILIES.values())
+        raise ValueError(
+            f"Preset {preset!r} belongs to the {path!r} family, which "
+            f"keras_transfer does not support. Supported text families: "
+            f"{supported}."
+        )
+
+
+def _check_directory(path):
+    config = path / "config.json"
+    if not config.is_file():
+        raise ValueError(
+            f"{str(path)!r} is not a model directory: it has no config.json. "
+            "Expected a KerasHub preset directory (written by "
+            "`save_to_preset`) or a HuggingFace-format checkpoint directory."
+        )
+    try:
+        content = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{str(config)!r} is not valid JSON ({error}). The preset "
+            "directory is corrupted: save or download it again."
+        ) from None
+    if "model_type" not in content and "class_name" not in content:
+        raise ValueError(
+            f"{str(config)!r} is neither a KerasHub preset config (with "
+            "`class_name`) nor a HuggingFace config (with `model_type`)."
+        )
+    return content
+
+
+def _hf_normalization(path, tokenizer):
+    """Makes an uncased WordPiece tokenizer strip accents as HF does.
+
+    HF's BertNormalizer strips accents whenever it lowercases unless told
+    otherwise; KerasHub's BertTokenizer defaults to keeping them, which
+    turns "naïve café" into `[UNK]`s for an uncased vocabulary.
+    """
+    if not isinstance(tokenizer, keras_hub.tokenizers.WordPieceTokenizer):
+        return
+    lowercase, strip_accents = tokenizer.lowercase, None
+    tokenizer_json = path / "tokenizer.json"
+    if tokenizer_json.is_file():
+        normalizer = json.loads(tokenizer_json.read_text()).get("normalizer") or {}
+        if normalizer.get("type") == "BertNormalizer":
+            lowercase = normalizer.get("lowercase", lowercase)
+            strip_accents = normalizer.get("strip_accents")
+    tokenizer_config = path / "tokenizer_config.json"
+    if tokenizer_config.is_file():
+        config = json.loads(tokenizer_config.read_text())
+        lowercase = config.get("do_lower_case", lowercase)
+        strip_accents = config.get("strip_accents", strip_accents)
+    tokenizer.lowercase = bool(lowercase)
+    tokenizer.strip_accents = bool(lowercase if strip_accents is None else strip_accents)
+
+
+def _sentence_transformers_pooling(path):
+    """The pooling a sentence-transformers checkpoint was trained with."""
+    config = path / "1_Pooling" / "config.json"
+    if not config.is_file():
+        return None
+    modes = json.loads(config.read_text())
+    for key, mode in [
+        ("pooling_mode_mean_tokens", "mean"),
+        ("pooling_mode_cls_token", "cls"),
+        ("pooling_mode_max_tokens", "max"),
+        ("pooling_mode_lasttoken", "last"),
+    ]:
+        if modes.get(key):
+            return mode
+    return None
+
+
+def _download_error(preset, error):
+    return RuntimeError(
+        f"Could not download the weights of preset {preset!r}: {error}. "
+        "This machine seems to be offline. Download the preset once on a "
+        "connected machine (KerasHub caches it under ~/.cache/kagglehub), "
+        "or pass the path of a local preset or HuggingFace-format directory."
+    )
+
+
+def load_backbone(
+    preset,
+    sequence_length=DEFAULT_SEQUENCE_LENGTH,
+    truncation="head",
+    load_weights=True,
+    dtype=None,
+):
+    """Loads a pretrained backbone and its matching preprocessor.
+
+    Args:
+        preset: a KerasHub preset name, a local KerasHub preset directory, a
+            local HuggingFace-format directory, or an `hf://` / `kaggle://`
+            handle.
+        sequence_length: the longest packed sequence the preprocessor
+            produces; capped at the backbone's maximum. Defaults to `512`.
+        truncation: which part of long texts to keep: `"head"`, `"tail"`
+            or `"head+tail"`. Defaults to `"head"`.
+        load_weights: load the pretrained weights (`False` builds the
+            architecture with random weights). Defaults to `True`.
+        dtype: the backbone's dtype policy, for example `"bfloat16"`.
+            Defaults to `None` (Keras' global policy).
+
+    Returns:
+        `(backbone, preprocessor)`.
+
+    Example:
+    ```python
+    backbone, preprocessor = kt.load_backbone("bert_base_en_uncased")
+    kt.freeze(backbone)
+    ```
+    """
+    if isinstance(preset, pathlib.PurePath):
+        preset = str(preset)
+    if not isinstance(preset, str) or not preset:
+        raise ValueError(
+            "Expected `preset` to be a preset name, a directory or an "
+            f"`hf://` handle. Received: preset={preset!r}"
+        )
+    if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 3:
+        raise ValueError(
+            "Expected `sequence_length` to be an integer of at least 3. "
+            f"Received: sequence_length={sequence_length!r}"
+        )
+    path = pathlib.Path(os.path.expanduser(preset))
+    local = path.is_dir()
+    if local:
+        _check_directory(path)
+        preset = str(path)
+    elif "://" in preset:
+        pass
+    elif _looks_like_path(preset) or path.exists():
+        raise FileNotFoundError(
+            f"No preset directory at {preset!r}. Check the path, or give a "
+            "KerasHub preset name such as 'bert_base_en_uncased'."
+        )
+    else:
+        _check_preset_name(preset)
+    kwargs = {"load_weights": load_weights}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        backbone = keras_hub.models.Backbone.from_preset(preset, **kwargs)
+        tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
+    except OSError as error:  # requests' ConnectionError is an OSError
+        if local:
+            raise
+        raise _download_error(preset, error) from None
+    family = family_of(backbone)
+    if local:
+        _hf_normalization(path, tokenizer)
+        pooling = _sentence_transformers_pooling(path)
+        if pooling is not None:
+            backbone._kt_default_pooling = pooling
+    # A backbone saved while frozen comes back with trainable weights.
+    restore_frozen_state(backbone)
+    max_length = getattr(backbone, "max_sequence_length", None) or sequence_length
+    preprocessor = TextPreprocessor(
+        tokenizer,
+        backbone_class=family.backbone_class,
+        sequence_length=min(sequence_length, max_length),
+        truncation=truncation,
+    )
+    return backbone, preprocessor

@@ -1,0 +1,275 @@
+"""Freezing and unfreezing backbones, through layer objects, visibly.
+
+A frozen layer trains nothing and runs in inference mode:
+
+- `layer.trainable = False` on the torch backend also sets
+  `requires_grad=False` on its weights, so no gradient is computed for them
+  and, with integer token ids as input, no autograd graph is built at all;
+- every `Dropout` inside it (and the attention dropout of every
+  `MultiHeadAttention`) is switched off. Besides removing the noise, a zero
+  attention dropout lets Keras call PyTorch's fused
+  `scaled_dot_product_attention` kernel. The original rates are remembered
+  and restored by `unfreeze`.
+
+Keras does not save per-layer trainable flags of a KerasHub backbone, and
+reloads even a top-level `trainable=False` with trainable weights (see
+`restore_frozen_state`). Task models keep the state in their config and
+`kt.load_model` applies it again.
+"""
+
+import math
+import re
+
+import keras
+
+from keras_transfer.families import family_of
+
+
+def _sublayers(layer):
+    """All layers under `layer`, itself included, parents before children."""
+    return list(layer._flatten_layers(include_self=True, recursive=True))
+
+
+def _set_inference_mode(layer, frozen):
+    """Switches the dropout of `layer` and everything below it off or back."""
+    for sub in _sublayers(layer):
+        if isinstance(sub, keras.layers.Dropout):
+            if frozen:
+                if not hasattr(sub, "_kt_rate"):
+                    sub._kt_rate = sub.rate
+                sub.rate = 0.0
+            elif hasattr(sub, "_kt_rate"):
+                sub.rate = sub._kt_rate
+                del sub._kt_rate
+        if isinstance(sub, keras.layers.MultiHeadAttention):
+            if frozen:
+                if not hasattr(sub, "_kt_dropout"):
+                    sub._kt_dropout = sub._dropout
+                sub._dropout = 0.0
+            elif hasattr(sub, "_kt_dropout"):
+                sub._dropout = sub._kt_dropout
+                del sub._kt_dropout
+
+
+def _set_frozen(layer, frozen):
+    layer.trainable = not frozen
+    _set_inference_mode(layer, frozen)
+
+
+def _backbone_of(model):
+    """The backbone of a task model, or the layer itself."""
+    backbone = getattr(model, "backbone", None)
+    return backbone if isinstance(backbone, keras.layers.Layer) else model
+
+
+def _check_layer(model, function):
+    if not isinstance(model, keras.layers.Layer):
+        raise ValueError(
+            f"`kt.{function}` expects a Keras layer or model (a backbone or a "
+            f"task model). Received: {model!r} of type {type(model).__name__}."
+        )
+
+
+def blocks(backbone):
+    """The transformer blocks of a backbone, bottom first.
+
+    Blocks are found as the sub-layers named `<prefix>_<i>` whose count
+    equals the backbone's `num_layers` (KerasHub names them
+    `transformer_layer_0`, `transformer_layer_1`, …).
+    """
+    groups = {}
+    for layer in backbone.layers:
+        match = re.fullmatch(r"(.*?)_?(\d+)", layer.name)
+        if match:
+            groups.setdefault(match.group(1), []).append(
+                (int(match.group(2)), layer)
+            )
+    num_layers = getattr(backbone, "num_layers", None)
+    candidates = [
+        group
+        for group in groups.values()
+        if num_layers is None or len(group) == num_layers
+    ]
+    if not candidates:
+        raise ValueError(
+            f"Could not find the transformer blocks of {backbone.name} "
+            f"({type(backbone).__name__}): expected {num_layers} layers named "
+            "like `transformer_layer_<i>`. Freeze it whole with `kt.freeze` "
+            "instead of unfreezing the top blocks."
+        )
+    group = max(candidates, key=len)
+    return [layer for _, layer in sorted(group, key=lambda item: item[0])]
+
+
+def _regions(backbone):
+    """Splits a backbone's layers into (below the blocks, blocks, above)."""
+    stack = blocks(backbone)
+    layers = [
+        layer
+        for layer in backbone.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
+    first = layers.index(stack[0])
+    last = layers.index(stack[-1])
+    below = layers[:first]
+    above = [layer for layer in layers[last + 1 :] if layer not in stack]
+    return below, stack, above
+
+
+def freeze(model):
+    """Freezes a backbone, or the backbone of a task model.
+
+    Frozen weights get no gradients and the frozen layers run in inference
+    mode (no dropout). Call `compile()` again after changing what trains.
+
+    Args:
+        model: a KerasHub backbone, a task model with a `.backbone`, or any
+            Keras layer (frozen whole).
+
+    Returns:
+        The layer that was frozen.
+    """
+    _check_layer(model, "freeze")
+    backbone = _backbone_of(model)
+    _set_frozen(backbone, True)
+    return backbone
+
+
+def unfreeze(model, top=None, embeddings=False):
+    """Makes a backbone trainable again, whole or only its top blocks.
+
+    Args:
+        model: a KerasHub backbone or a task model with a `.backbone`.
+        top: number of transformer blocks to train, counted from the top;
+            the layers above the blocks (final norm, pooler) train with
+            them. `None` unfreezes everything. Defaults to `None`.
+        embeddings: also train the embedding layers when `top` is given.
+            Defaults to `False`.
+
+    Returns:
+        The backbone.
+
+    Example:
+    ```python
+    kt.unfreeze(model, top=2)   # the last two blocks train, the rest stays frozen
+    model.compile(learning_rate=2e-5)
+    ```
+    """
+    _check_layer(model, "unfreeze")
+    backbone = _backbone_of(model)
+    if top is None:
+        _set_frozen(backbone, False)
+    else:
+        _unfreeze_top(backbone, top, embeddings)
+    _freeze_unused_pooler(model, backbone)
+    return backbone
+
+
+def _freeze_unused_pooler(model, backbone):
+    """Keeps BERT's pooler frozen when the head does not read it.
+
+    Otherwise its weights would be "trainable" but get no gradient, and
+    Keras warns at every step.
+    """
+    pooling = getattr(model, "pooling", None)
+    if pooling is None or pooling == "pooled":
+        return
+    try:
+        pooler = family_of(backbone).pooler
+    except ValueError:
+        return
+    for layer in backbone.layers:
+        if layer.name == pooler:
+            _set_frozen(layer, True)
+
+
+def _unfreeze_top(backbone, top, embeddings):
+    below, stack, above = _regions(backbone)
+    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= len(stack):
+        raise ValueError(
+            f"Expected `top` to be an integer between 0 and {len(stack)} (the "
+            f"number of blocks in {backbone.name}). Received: top={top!r}"
+        )
+    # A frozen parent hides all its children's weights from training, so
+    # the backbone itself must be trainable and its parts frozen one by one.
+    backbone.trainable = True
+    for layer in below:
+        _set_frozen(layer, not embeddings)
+    for index, layer in enumerate(stack):
+        _set_frozen(layer, index < len(stack) - top)
+    for layer in above:
+        _set_frozen(layer, top == 0)
+    if top == 0 and not embeddings:
+        _set_frozen(backbone, True)
+
+
+def frozen_state(model):
+    """The frozen/trainable state of a backbone, as plain data.
+
+    Returns `{"trainable": bool, "frozen_layers": [names]}` where the names
+    are the backbone's direct sub-layers that are frozen.
+    """
+    backbone = _backbone_of(model)
+    return {
+        "trainable": bool(backbone.trainable),
+        "frozen_layers": [
+            layer.name for layer in backbone.layers if not layer.trainable
+        ],
+    }
+
+
+def restore_frozen_state(model, state=None):
+    """Applies a `frozen_state` again, or repairs flags after a reload.
+
+    Keras reloads `trainable=False` layers with trainable weights (the flag
+    is set before the weights exist), so a `fit` after `load_model` would
+    silently train a "frozen" backbone. This sets every flag again so that
+    it reaches the weights.
+
+    Args:
+        model: a backbone, a task model, or any Keras model.
+        state: what `frozen_state` returned; `None` re-applies the flags the
+            layers already carry, for every layer of `model`.
+    """
+    if state is None:
+        for layer in _sublayers(model):
+            if not layer.trainable:
+                _set_frozen(layer, True)
+        return model
+    backbone = _backbone_of(model)
+    if not state["trainable"]:
+        _set_frozen(backbone, True)
+        return model
+    _set_frozen(backbone, False)
+    by_name = {layer.name: layer for layer in backbone.layers}
+    for name in state["frozen_layers"]:
+        if name in by_name:
+            _set_frozen(by_name[name], True)
+    return model
+
+
+def count_params(model):
+    """Returns `(trainable, frozen)` parameter counts of a model or layer."""
+    trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
+    frozen = sum(math.prod(v.shape) for v in model.non_trainable_weights)
+    return trainable, frozen
+
+
+def describe(backbone):
+    """One line saying which parts of a backbone train and which are frozen."""
+    if not backbone.trainable:
+        return "frozen whole (inference mode, no gradients)"
+    frozen = [layer for layer in backbone.layers if not layer.trainable]
+    if not frozen:
+        return "trains whole"
+    try:
+        below, stack, above = _regions(backbone)
+    except ValueError:
+        return f"{len(frozen)} of {len(backbone.layers)} layers frozen"
+    training = [i for i, layer in enumerate(stack) if layer.trainable]
+    parts = ["embeddings " + ("train" if all(l.trainable for l in below) else "frozen")]
+    if training:
+        parts.append(f"blocks {training[0]}-{training[-1]} of 0-{len(stack) - 1} train")
+    else:
+        parts.append(f"all {len(stack)} blocks frozen")
+    return ", ".join(parts)

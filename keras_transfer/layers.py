@@ -1,0 +1,92 @@
+"""Layers that task heads are built from. All are Keras-serializable."""
+
+import keras
+from keras import ops
+
+POOLING_MODES = ("cls", "pooled", "mean", "max", "last")
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class Pooling(keras.layers.Layer):
+    """Reduces a backbone's token features to one vector per example.
+
+    Args:
+        mode: one of
+            - `"cls"`: the first token's features (BERT's `[CLS]`);
+            - `"pooled"`: the backbone's own pooled output (BERT's tanh
+              pooler); needs a backbone that returns `pooled_output`;
+            - `"mean"`: the average over non-padding tokens;
+            - `"max"`: the element-wise maximum over non-padding tokens;
+            - `"last"`: the last non-padding token, the summary position of
+              a decoder such as GPT-2 (padding must be on the right).
+            Defaults to `"cls"`.
+
+    Call arguments:
+        features: `(batch, length, hidden)` features, or the dictionary a
+            KerasHub backbone returns (`sequence_output`, `pooled_output`).
+        padding_mask: `(batch, length)`, true for real tokens. Needed by
+            `"mean"`, `"max"` and `"last"`.
+
+    Output shape: `(batch, hidden)`.
+
+    Example:
+    ```python
+    features = backbone(inputs)
+    pooled = kt.layers.Pooling("mean")(features, inputs["padding_mask"])
+    ```
+    """
+
+    def __init__(self, mode="cls", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in POOLING_MODES:
+            raise ValueError(
+                f"Unknown pooling mode {mode!r}. Expected one of {POOLING_MODES}."
+            )
+        self.mode = mode
+        self.supports_masking = False
+
+    def _sequence(self, features):
+        if isinstance(features, dict):
+            return features["sequence_output"]
+        return features
+
+    def call(self, features, padding_mask=None):
+        if self.mode == "pooled":
+            if not isinstance(features, dict) or "pooled_output" not in features:
+                raise ValueError(
+                    "Pooling('pooled') needs a backbone that returns a "
+                    "`pooled_output` (BERT-style encoders). Use 'cls', 'mean', "
+                    "'max' or 'last' for this backbone."
+                )
+            return features["pooled_output"]
+        x = self._sequence(features)  # (B, T, H)
+        if self.mode == "cls":
+            return x[:, 0, :]
+        if padding_mask is None:
+            raise ValueError(
+                f"Pooling({self.mode!r}) needs the padding mask: call it as "
+                "`Pooling(mode)(features, inputs['padding_mask'])`."
+            )
+        mask = ops.cast(padding_mask, x.dtype)  # (B, T)
+        if self.mode == "mean":
+            total = ops.sum(x * mask[:, :, None], axis=1)  # (B, H)
+            count = ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1.0)
+            return total / count
+        if self.mode == "max":
+            lowest = ops.cast(-1e9, x.dtype) if x.dtype != "float16" else -6e4
+            return ops.max(ops.where(mask[:, :, None] > 0, x, lowest), axis=1)
+        # "last": index of the last real token; padding is on the right.
+        last = ops.maximum(ops.sum(ops.cast(padding_mask, "int32"), axis=1) - 1, 0)
+        return ops.take_along_axis(x, last[:, None, None], axis=1)[:, 0, :]
+
+    def compute_output_shape(self, features_shape, padding_mask_shape=None):
+        if isinstance(features_shape, dict):
+            key = "pooled_output" if self.mode == "pooled" else "sequence_output"
+            shape = features_shape[key]
+            return shape if self.mode == "pooled" else (shape[0], shape[-1])
+        return (features_shape[0], features_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config["mode"] = self.mode
+        return config

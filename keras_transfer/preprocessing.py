@@ -1,0 +1,252 @@
+"""Turning raw text into the dictionaries a backbone reads.
+
+`TextPreprocessor` wraps a KerasHub tokenizer (the source of truth for the
+vocabulary, saved with the model) and packs token ids the way the backbone's
+family expects: start token, separators, segment ids. It works in two stages
+so that data pipelines can tokenize once and pad per batch:
+
+- `tokenize(texts)` returns one packed, unpadded id array per example;
+- `collate(packed)` pads a batch to its longest member and builds the masks.
+
+Calling the preprocessor on a list of strings does both.
+
+WordPiece vocabularies are tokenized with HuggingFace `tokenizers` (Rust,
+already a KerasHub dependency) using BERT's normalizer: 15x faster than
+KerasHub's pure-Python path and identical to HF transformers' ids. Byte-pair
+tokenizers already run on `tokenizers` inside KerasHub.
+"""
+
+import keras
+import keras_hub
+import numpy as np
+
+from keras_transfer.families import FAMILIES, family_of
+
+TRUNCATIONS = ("head", "tail", "head+tail")
+
+
+def _check_truncation(truncation):
+    if truncation not in TRUNCATIONS:
+        raise ValueError(
+            f"Unknown truncation {truncation!r}. Expected one of {TRUNCATIONS}: "
+            "'head' keeps the beginning of a long text, 'tail' its end, and "
+            "'head+tail' the first quarter and the last three quarters of the "
+            "budget (best on IMDB in Sun et al. 2019)."
+        )
+
+
+def truncate(ids, budget, truncation="head"):
+    """Shortens `ids` to at most `budget` tokens the way `truncation` says."""
+    if len(ids) <= budget:
+        return ids
+    if truncation == "head":
+        return ids[:budget]
+    if truncation == "tail":
+        return ids[len(ids) - budget :]
+    head = budget // 4
+    return np.concatenate([ids[:head], ids[len(ids) - (budget - head) :]])
+
+
+def check_texts(texts, name="x"):
+    """Validates a batch of raw texts (strings or pairs of strings)."""
+    if isinstance(texts, str):
+        raise ValueError(
+            f"Expected a list of strings for `{name}`, got a single string. "
+            f"Wrap it in a list: [{texts[:40]!r}]."
+        )
+    if isinstance(texts, np.ndarray):
+        texts = texts.tolist()
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if isinstance(text, (tuple, list)):
+            if len(text) != 2 or not all(isinstance(t, str) for t in text):
+                raise ValueError(
+                    f"`{name}[{i}]` is {text!r}: a text pair must be two "
+                    "strings, (text_a, text_b)."
+                )
+        elif not isinstance(text, str):
+            raise ValueError(
+                f"Expected every text to be a string. Received: {name}[{i}]="
+                f"{text!r} of type {type(text).__name__}. Convert the texts "
+                "with str(...) or drop the missing ones before training."
+            )
+    return texts
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class TextPreprocessor(keras_hub.models.Preprocessor):
+    """Tokenizes and packs raw text for a KerasHub backbone.
+
+    Args:
+        tokenizer: a KerasHub tokenizer of the backbone's family.
+        backbone_class: name of the KerasHub backbone class whose packing to
+            use, for example `"BertBackbone"`.
+        sequence_length: the longest packed sequence, special tokens
+            included. Batches are padded to their longest member, never
+            beyond this. Defaults to `512`.
+        truncation: `"head"`, `"tail"` or `"head+tail"`: which part of a
+            text longer than `sequence_length` to keep. Defaults to `"head"`.
+
+    Example:
+    ```python
+    backbone, preprocessor = kt.load_backbone("bert_base_en_uncased")
+    batch = preprocessor(["A moving film.", "Dull."])
+    batch["token_ids"].shape  # (2, 6): padded to the longest text
+    ```
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        backbone_class,
+        sequence_length=512,
+        truncation="head",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        family_of(backbone_class)  # raises an error listing the families
+        if not isinstance(sequence_length, int) or sequence_length < 3:
+            raise ValueError(
+                "Expected `sequence_length` to be an integer of at least 3. "
+                f"Received: sequence_length={sequence_length!r}"
+            )
+        _check_truncation(truncation)
+        self.tokenizer = tokenizer
+        self.backbone_class = backbone_class
+        self.sequence_length = sequence_length
+        self.truncation = truncation
+        self._fast = None
+
+    @property
+    def family(self):
+        return FAMILIES[self.backbone_class]
+
+    # Tokenizing ---------------------------------------------------------
+
+    def _fast_wordpiece(self):
+        """An HF `tokenizers` twin of a KerasHub WordPiece tokenizer."""
+        if self._fast is None:
+            import tokenizers
+            from tokenizers import models, normalizers, pre_tokenizers
+
+            tok = self.tokenizer
+            vocab = {token: i for i, token in enumerate(tok.get_vocabulary())}
+            fast = tokenizers.Tokenizer(
+                models.WordPiece(
+                    vocab,
+                    unk_token=tok.oov_token,
+                    continuing_subword_prefix=tok.suffix_indicator,
+                )
+            )
+            fast.normalizer = normalizers.BertNormalizer(
+                clean_text=True,
+                handle_chinese_chars=True,
+                strip_accents=tok.strip_accents,
+                lowercase=tok.lowercase,
+            )
+            fast.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+            self._fast = fast
+        return self._fast
+
+    def token_ids(self, texts):
+        """Tokenizes strings into lists of ids, without special tokens."""
+        if not texts:
+            return []
+        if isinstance(self.tokenizer, keras_hub.tokenizers.WordPieceTokenizer):
+            encodings = self._fast_wordpiece().encode_batch(
+                texts, add_special_tokens=False
+            )
+            return [np.asarray(e.ids, dtype="int32") for e in encodings]
+        return [np.asarray(ids, dtype="int32") for ids in self.tokenizer(texts)]
+
+    def _special(self, attribute):
+        if attribute is None:
+            return []
+        return [getattr(self.tokenizer, attribute)]
+
+    def tokenize(self, texts):
+        """Packs each text (or text pair) into an unpadded id array.
+
+        Returns a list with one `(token_ids, segment_ids)` pair of int32
+        arrays per example.
+        """
+        texts = check_texts(texts)
+        pairs = any(isinstance(t, (tuple, list)) for t in texts)
+        if pairs and not all(isinstance(t, (tuple, list)) for t in texts):
+            raise ValueError(
+                "Mixed single texts and text pairs in one batch. Give every "
+                "example as a string, or every example as (text_a, text_b)."
+            )
+        start = self._special(self.family.start)
+        sep = self._special(self.family.sep)
+        if not pairs:
+            budget = self.sequence_length - len(start) - len(sep)
+            packed = []
+            for ids in self.token_ids(texts):
+                ids = truncate(ids, budget, self.truncation)
+                tokens = np.concatenate([start, ids, sep]).astype("int32")
+                packed.append((tokens, np.zeros_like(tokens)))
+            return packed
+        first = self.token_ids([a for a, _ in texts])
+        second = self.token_ids([b for _, b in texts])
+        middle = sep * self.family.pair_sep_repeat
+        budget = self.sequence_length - len(start) - len(middle) - len(sep)
+        packed = []
+        for a, b in zip(first, second):
+            # Longest first: trim the longer text until both fit.
+            keep_a = min(len(a), max(budget // 2, budget - len(b)))
+            keep_b = min(len(b), budget - keep_a)
+            a = truncate(a, keep_a, self.truncation)
+            b = truncate(b, keep_b, self.truncation)
+            seg_a = np.zeros(len(start) + len(a) + len(middle), "int32")
+            seg_b = np.ones(len(b) + len(sep), "int32")
+            tokens = np.concatenate([start, a, middle, b, sep]).astype("int32")
+            packed.append((tokens, np.concatenate([seg_a, seg_b])))
+        return packed
+
+    def collate(self, packed):
+        """Pads packed examples to the batch's longest one.
+
+        Returns the dictionary the backbone reads: `token_ids`,
+        `padding_mask` and, for families that take them, `segment_ids`.
+        """
+        length = max(len(tokens) for tokens, _ in packed)
+        pad_id = getattr(self.tokenizer, "pad_token_id", None) or 0
+        token_ids = np.full((len(packed), length), pad_id, dtype="int32")
+        segment_ids = np.zeros((len(packed), length), dtype="int32")
+        padding_mask = np.zeros((len(packed), length), dtype="bool")
+        for row, (tokens, segments) in enumerate(packed):
+            token_ids[row, : len(tokens)] = tokens
+            segment_ids[row, : len(tokens)] = segments
+            padding_mask[row, : len(tokens)] = True
+        batch = {"token_ids": token_ids, "padding_mask": padding_mask}
+        if self.family.segment_ids:
+            batch["segment_ids"] = segment_ids
+        return batch
+
+    def call(self, x):
+        return self.collate(self.tokenize(x))
+
+    def __call__(self, x, *args, **kwargs):
+        # Pure NumPy work: skip Keras' layer machinery (tensor conversion and
+        # autocasting would only slow it down).
+        return self.call(x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "tokenizer": keras.layers.serialize(self.tokenizer),
+                "backbone_class": self.backbone_class,
+                "sequence_length": self.sequence_length,
+                "truncation": self.truncation,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config["tokenizer"], dict):
+            config["tokenizer"] = keras.layers.deserialize(config["tokenizer"])
+        return cls(**config)

@@ -1,0 +1,362 @@
+"""The base of every task model: raw text in, Keras training out.
+
+A `Task` is a functional Keras model over a KerasHub backbone, with the
+backbone's preprocessor attached. It adds to `keras.Model`:
+
+- `fit`, `evaluate` and `predict` that take raw strings (a list, a
+  `kt.datasets.TextData`, or `(texts, labels)`) and batch them with
+  `TextBatches` (tokenized once, padded per batch, length-bucketed), while
+  still accepting anything Keras accepts (token-id dictionaries,
+  `PyDataset`s, `DataLoader`s);
+- `compile()` with task defaults: AdamW with linear warmup and decay sized
+  from the data at `fit` time, the task's loss and metrics;
+- a `summary()` that shows what is frozen and what trains;
+- a config that keeps the frozen state, so `kt.load_model` restores it.
+"""
+
+import keras
+import numpy as np
+
+from keras_transfer import freezing
+from keras_transfer.batching import TextBatches
+from keras_transfer.schedules import WarmupLinearDecay
+
+DEFAULT_BATCH_SIZE = 32
+# Usual rates for transfer learning: a fresh head on frozen features learns
+# fast; pretrained weights being fine-tuned need a small step.
+HEAD_LEARNING_RATE = 1e-3
+FINE_TUNING_LEARNING_RATE = 5e-5
+
+
+def _is_raw_text(x):
+    if isinstance(x, np.ndarray):
+        return x.dtype.kind in "USO"
+    if isinstance(x, (list, tuple)) and len(x) > 0:
+        first = x[0]
+        return isinstance(first, str) or (
+            isinstance(first, (tuple, list)) and len(first) > 0 and isinstance(first[0], str)
+        )
+    return False
+
+
+def _is_text_data(x):
+    return hasattr(x, "texts") and hasattr(x, "labels")
+
+
+class Task(keras.Model):
+    """Base class of keras_transfer task models.
+
+    Subclasses build their functional graph, call `super().__init__(inputs=…,
+    outputs=…)`, and define `_check_labels`, `default_loss` and
+    `default_metrics`.
+    """
+
+    def __init__(self, *args, backbone=None, preprocessor=None, frozen_state=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._initialized = True
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        if frozen_state is not None:
+            freezing.restore_frozen_state(self, frozen_state)
+
+    # Attributes are stored outside Keras' and torch's trackers, as KerasHub
+    # tasks do: the backbone is already tracked through the graph, and a
+    # preprocessor has no weights (its vocabulary is saved as an asset).
+    def __setattr__(self, name, value):
+        if keras.config.backend() == "torch" and (
+            isinstance(getattr(type(self), name, None), property)
+            or not hasattr(self, "_initialized")
+        ):
+            return object.__setattr__(self, name, value)
+        return super().__setattr__(name, value)
+
+    @property
+    def backbone(self):
+        """The KerasHub backbone under the head."""
+        return getattr(self, "_backbone", None)
+
+    @backbone.setter
+    def backbone(self, value):
+        self._backbone = value
+
+    @property
+    def preprocessor(self):
+        """The `kt.TextPreprocessor` that turns raw text into backbone inputs."""
+        return getattr(self, "_preprocessor", None)
+
+    @preprocessor.setter
+    def preprocessor(self, value):
+        self._preprocessor = value
+
+    # Labels and data --------------------------------------------------------
+
+    def _check_labels(self, y, name="y"):
+        """Validates and converts labels; subclasses override."""
+        return np.asarray(y)
+
+    def _as_batches(self, x, y, batch_size, shuffle, name="x", seed=None):
+        """Turns raw text into `TextBatches`; passes anything else through."""
+        if _is_text_data(x):
+            if y is not None:
+                raise ValueError(
+                    f"`{name}` is a TextData that already holds its labels; "
+                    "do not pass `y` as well."
+                )
+            y = x.labels
+            y = self._map_label_names(y, getattr(x, "label_names", None))
+            x = x.texts
+        elif not _is_raw_text(x):
+            if isinstance(x, str):
+                raise ValueError(
+                    f"Expected a list of texts for `{name}`, got a single "
+                    f"string. Wrap it in a list: [{x[:40]!r}]."
+                )
+            if isinstance(x, (list, tuple)) and len(x) == 0:
+                raise ValueError(f"`{name}` is empty: there is nothing to train or predict on.")
+            if isinstance(x, (list, tuple)) and any(not isinstance(t, str) for t in x):
+                bad = next(i for i, t in enumerate(x) if not isinstance(t, str))
+                raise ValueError(
+                    f"Expected every text to be a string. Received: {name}[{bad}]="
+                    f"{x[bad]!r} of type {type(x[bad]).__name__}. Convert the "
+                    "texts with str(...) or drop the missing ones."
+                )
+            return None if x is None else (x, y)
+        if self.preprocessor is None:
+            raise ValueError(
+                "This model has no preprocessor, so it cannot read raw text. "
+                "Pass token-id dictionaries, or attach one: "
+                "`model.preprocessor = preprocessor`."
+            )
+        if y is not None:
+            y = self._check_labels(y, name="y" if name == "x" else f"{name} labels")
+            if len(y) != len(x):
+                raise ValueError(
+                    f"Got {len(x)} texts but {len(y)} labels in `{name}`. Give "
+                    "exactly one label per text."
+                )
+        return (
+            TextBatches(
+                self.preprocessor,
+                list(x),
+                y,
+                batch_size=batch_size or DEFAULT_BATCH_SIZE,
+                shuffle=shuffle,
+                bucketing=True,
+                seed=seed,
+            ),
+            None,
+        )
+
+    def _map_label_names(self, y, names):
+        return y
+
+    # Compile ----------------------------------------------------------------
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        metrics="auto",
+        learning_rate=None,
+        weight_decay=0.01,
+        warmup=0.1,
+        **kwargs,
+    ):
+        """Configures training, with defaults suited to the task.
+
+        Args:
+            optimizer: `"auto"` for AdamW with linear warmup and linear
+                decay to zero, stretched over the steps of each `fit` call;
+                or any Keras optimizer. Defaults to `"auto"`.
+            loss: `"auto"` for the task's loss, or any Keras loss.
+            metrics: `"auto"` for the task's metrics, or a list of metrics.
+            learning_rate: peak learning rate of the `"auto"` optimizer.
+                Defaults to `1e-3` when the backbone is frozen (only the head
+                trains) and `5e-5` when any backbone weight trains.
+            weight_decay: AdamW weight decay; biases and norms are excluded.
+                Defaults to `0.01`.
+            warmup: share of the steps spent warming up. Defaults to `0.1`.
+            **kwargs: passed to `keras.Model.compile` (for example
+                `jit_compile`, `steps_per_execution`).
+        """
+        if isinstance(optimizer, str) and optimizer == "auto":
+            if learning_rate is None:
+                backbone_trains = self.backbone is not None and any(
+                    True for _ in self.backbone.trainable_weights
+                )
+                learning_rate = FINE_TUNING_LEARNING_RATE if backbone_trains else HEAD_LEARNING_RATE
+            if not 0 <= warmup < 1:
+                raise ValueError(
+                    f"Expected `warmup` to be a share of the steps in [0, 1). Received: warmup={warmup!r}"
+                )
+            schedule = WarmupLinearDecay(
+                learning_rate,
+                total_steps=1000,
+                warmup_steps=int(warmup * 1000),
+                sized_by_fit=True,
+            )
+            optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+            optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        elif learning_rate is not None:
+            raise ValueError(
+                "`learning_rate` sets the rate of the default optimizer; with "
+                "your own optimizer, give the rate to the optimizer instead."
+            )
+        if isinstance(loss, str) and loss == "auto":
+            loss = self.default_loss()
+        if isinstance(metrics, str) and metrics == "auto":
+            metrics = self.default_metrics()
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restores the compiled state of a saved model (used by loading)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            # Create the optimizer's variables so that saved state loads in.
+            self.optimizer.build(self.trainable_variables)
+
+    def _check_optimizer_knows_variables(self):
+        optimizer = getattr(self, "optimizer", None)
+        known = getattr(optimizer, "_trainable_variables_indices", None)
+        if not getattr(optimizer, "built", False) or known is None:
+            return
+        unknown = [v.path for v in self.trainable_variables if optimizer._var_key(v) not in known]
+        if unknown:
+            raise ValueError(
+                f"{len(unknown)} weights became trainable after `compile()` "
+                f"(for example {unknown[0]!r}), so the optimizer cannot update "
+                "them. Call `model.compile(...)` again after `kt.unfreeze`."
+            )
+
+    def _size_schedule(self, steps):
+        schedule = getattr(getattr(self, "optimizer", None), "_learning_rate", None)
+        if isinstance(schedule, WarmupLinearDecay) and schedule.sized_by_fit and steps:
+            schedule.resize(steps, start_step=int(self.optimizer.iterations.numpy()))
+
+    # Training and inference -------------------------------------------------
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        validation_data=None,
+        shuffle=True,
+        seed=None,
+        **kwargs,
+    ):
+        """Trains the model; `x` may be raw texts, a `TextData` or a dataset.
+
+        Raw text is tokenized once and batched by length; `batch_size`
+        defaults to 32. `validation_data` may be a `TextData` or a
+        `(texts, labels)` tuple. `seed` fixes the order of the batches.
+        Everything else is `keras.Model.fit`.
+        """
+        if getattr(self, "optimizer", None) is None:
+            self.compile()
+        self._check_optimizer_knows_variables()
+        data, y = self._as_batches(x, y, batch_size, shuffle=shuffle, seed=seed)
+        if isinstance(data, TextBatches):
+            batch_size = None
+        validation_data = self._validation_batches(validation_data, batch_size)
+        steps = kwargs.get("steps_per_epoch") or _length(data, batch_size)
+        self._size_schedule(steps * epochs if steps else None)
+        return super().fit(
+            data,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            validation_data=validation_data,
+            shuffle=shuffle,
+            **kwargs,
+        )
+
+    def _validation_batches(self, validation_data, batch_size):
+        if validation_data is None or isinstance(validation_data, keras.utils.PyDataset):
+            return validation_data
+        if _is_text_data(validation_data):
+            return self._as_batches(validation_data, None, batch_size, False, "validation_data")[0]
+        if isinstance(validation_data, tuple) and len(validation_data) == 2 and _is_raw_text(validation_data[0]):
+            return self._as_batches(*validation_data, batch_size, False, "validation_data")[0]
+        return validation_data
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        """Evaluates on raw texts, a `TextData` or anything Keras accepts.
+
+        Returns what `keras.Model.evaluate` returns; pass
+        `return_dict=True` for a `{"loss": …, "accuracy": …}` dictionary.
+        """
+        data, y = self._as_batches(x, y, batch_size, shuffle=False)
+        if isinstance(data, TextBatches):
+            batch_size = None
+        return super().evaluate(data, y, batch_size=batch_size, **kwargs)
+
+    def predict(self, x, batch_size=None, **kwargs):
+        """Predicts on raw texts (in their order) or anything Keras accepts."""
+        if _is_text_data(x):
+            x = x.texts
+        data, _ = self._as_batches(x, None, batch_size, shuffle=False)
+        if not isinstance(data, TextBatches):
+            return super().predict(data, batch_size=batch_size, **kwargs)
+        outputs = super().predict(data, **kwargs)
+        # Batches were grouped by length: put the rows back in input order.
+        order = np.concatenate(data._batches)
+        restored = np.empty_like(outputs)
+        restored[order] = outputs
+        return restored
+
+    # Display and saving -----------------------------------------------------
+
+    def summary(self, *args, show_trainable=True, print_fn=None, **kwargs):
+        """Keras' summary with a trainable column, then what is frozen."""
+        super().summary(*args, show_trainable=show_trainable, print_fn=print_fn, **kwargs)
+        print_fn = print_fn or print
+        for line in self.describe_freezing():
+            print_fn(line)
+
+    def describe_freezing(self):
+        """Lines saying which parts of the model train and which are frozen."""
+        lines = []
+        trainable, frozen = freezing.count_params(self)
+        lines.append(f"Trains: {trainable:,} parameters · Frozen: {frozen:,} parameters")
+        if self.backbone is not None:
+            lines.append(f"Backbone {type(self.backbone).__name__}: {freezing.describe(self.backbone)}")
+        if self.preprocessor is not None:
+            p = self.preprocessor
+            lines.append(
+                f"Preprocessor: {type(p.tokenizer).__name__}, vocabulary "
+                f"{p.tokenizer.vocabulary_size():,}, sequence_length "
+                f"{p.sequence_length}, truncation {p.truncation!r}"
+            )
+        return lines
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.layers.serialize(self.backbone),
+            "preprocessor": keras.layers.serialize(self.preprocessor) if self.preprocessor else None,
+            "frozen_state": freezing.frozen_state(self),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "preprocessor"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.layers.deserialize(config[key])
+        return cls(**config)
+
+
+def _length(data, batch_size):
+    try:
+        n = len(data)
+    except TypeError:
+        return None
+    if isinstance(data, (keras.utils.PyDataset,)):
+        return n
+    if isinstance(data, dict):
+        n = len(next(iter(data.values())))
+    return -(-n // (batch_size or DEFAULT_BATCH_SIZE))

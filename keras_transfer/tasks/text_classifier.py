@@ -1,0 +1,300 @@
+"""Text classification over any supported KerasHub backbone."""
+
+import keras
+import numpy as np
+
+from keras_transfer import freezing
+from keras_transfer.backbones import DEFAULT_SEQUENCE_LENGTH, load_backbone
+from keras_transfer.families import family_of
+from keras_transfer.layers import Pooling
+from keras_transfer.tasks.base import Task
+
+
+def _check_freeze(freeze):
+    if isinstance(freeze, bool) or (isinstance(freeze, int) and freeze >= 0):
+        return
+    raise ValueError(
+        "Expected `freeze` to be True (train only the head), False (train "
+        "everything) or a non-negative integer N (train the head and the top "
+        f"N blocks). Received: freeze={freeze!r}"
+    )
+
+
+def apply_freeze(model, freeze):
+    """Applies a task's `freeze` argument to its backbone."""
+    _check_freeze(freeze)
+    if freeze is True:
+        freezing.freeze(model)
+    elif freeze is False:
+        freezing.unfreeze(model)
+    else:
+        freezing.unfreeze(model, top=freeze)
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class TextClassifier(Task):
+    """A text classifier: backbone, pooling, a small head, softmax classes.
+
+    Args:
+        backbone: a KerasHub backbone of a supported family.
+        num_classes: number of classes (at least 2; binary tasks use 2).
+            May be left out when `label_names` is given.
+        preprocessor: the `kt.TextPreprocessor` that lets `fit`, `evaluate`
+            and `predict` take raw strings. Defaults to `None` (token ids
+            only).
+        pooling: `"cls"`, `"pooled"`, `"mean"`, `"max"` or `"last"`.
+            Defaults to the checkpoint's own pooling when it declares one
+            (sentence-transformers), else the family's default: `"cls"` for
+            encoders, `"last"` for decoders.
+        hidden_units: sizes of hidden Dense layers (GELU) between the pooled
+            features and the output. Defaults to `()`: a linear head.
+        dropout: dropout before each Dense layer of the head. Defaults to
+            `0.1`.
+        activation: activation of the output layer. Defaults to `None`:
+            `predict` returns logits, as KerasHub classifiers do.
+        label_names: class names, index `i` naming class `i`. Lets `fit`
+            take string labels and `predict_labels` return names.
+        compile: compile with the task defaults right away. Defaults to
+            `True`.
+
+    Example:
+    ```python
+    model = kt.TextClassifier.from_preset("bert_base_en_uncased", num_classes=2)
+    model.fit(["great film", "awful film"], [1, 0], epochs=1)
+    model.predict_labels(["what a film"])
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone,
+        num_classes=None,
+        preprocessor=None,
+        pooling=None,
+        hidden_units=(),
+        dropout=0.1,
+        activation=None,
+        label_names=None,
+        compile=True,
+        **kwargs,
+    ):
+        family = family_of(backbone)
+        if label_names is not None:
+            label_names = [str(name) for name in label_names]
+            if len(set(label_names)) != len(label_names):
+                raise ValueError(f"`label_names` has duplicates: {label_names}.")
+            if num_classes is None:
+                num_classes = len(label_names)
+            elif num_classes != len(label_names):
+                raise ValueError(
+                    f"num_classes={num_classes} but {len(label_names)} label "
+                    f"names were given ({label_names}). Give one name per class."
+                )
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(
+                "Expected `num_classes` to be an integer of at least 2 (a "
+                "binary task has 2 classes), or `label_names`. Received: "
+                f"num_classes={num_classes!r}"
+            )
+        if isinstance(hidden_units, int):
+            hidden_units = (hidden_units,)
+        hidden_units = tuple(hidden_units)
+        if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in hidden_units):
+            raise ValueError(
+                "Expected `hidden_units` to be positive integers. "
+                f"Received: hidden_units={hidden_units!r}"
+            )
+        if not 0 <= dropout < 1:
+            raise ValueError(f"Expected `dropout` in [0, 1). Received: dropout={dropout!r}")
+        if pooling is None:
+            pooling = getattr(backbone, "_kt_default_pooling", None) or family.default_pooling
+
+        # === Functional graph ===
+        inputs = backbone.input
+        features = backbone(inputs)
+        x = Pooling(pooling, name="pooling")(features, inputs["padding_mask"])
+        for i, units in enumerate(hidden_units):
+            x = keras.layers.Dropout(dropout, name=f"head_dropout_{i}")(x)
+            x = keras.layers.Dense(units, activation="gelu", name=f"head_dense_{i}")(x)
+        x = keras.layers.Dropout(dropout, name="output_dropout")(x)
+        outputs = keras.layers.Dense(num_classes, activation=activation, name="logits")(x)
+        super().__init__(
+            inputs=inputs,
+            outputs=outputs,
+            backbone=backbone,
+            preprocessor=preprocessor,
+            **kwargs,
+        )
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.pooling = pooling
+        self.hidden_units = hidden_units
+        self.dropout = dropout
+        self.activation = activation
+        self.label_names = label_names
+        if compile:
+            self.compile()
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset,
+        num_classes=None,
+        label_names=None,
+        freeze=True,
+        sequence_length=DEFAULT_SEQUENCE_LENGTH,
+        truncation="head",
+        load_weights=True,
+        **kwargs,
+    ):
+        """Builds a classifier over a pretrained backbone.
+
+        Args:
+            preset: a KerasHub preset name, a local KerasHub preset or
+                HuggingFace-format directory, or an `hf://` handle.
+            num_classes: number of classes; or give `label_names`.
+            label_names: class names.
+            freeze: `True` trains only the head, `False` everything, an
+                integer N the head and the top N transformer blocks.
+                Defaults to `True`.
+            sequence_length: longest packed sequence. Defaults to `512`.
+            truncation: `"head"`, `"tail"` or `"head+tail"`. Defaults to
+                `"head"`.
+            load_weights: load pretrained weights. Defaults to `True`.
+            **kwargs: the head's arguments (`pooling`, `hidden_units`,
+                `dropout`, `activation`).
+        """
+        _check_freeze(freeze)
+        backbone, preprocessor = load_backbone(
+            preset,
+            sequence_length=sequence_length,
+            truncation=truncation,
+            load_weights=load_weights,
+        )
+        compile = kwargs.pop("compile", True)
+        model = cls(
+            backbone=backbone,
+            num_classes=num_classes,
+            label_names=label_names,
+            preprocessor=preprocessor,
+            compile=False,
+            **kwargs,
+        )
+        apply_freeze(model, freeze)
+        if compile:
+            model.compile()  # after freezing: the default rate depends on it
+        return model
+
+    # Labels -----------------------------------------------------------------
+
+    def _map_label_names(self, y, names):
+        """Maps a dataset's label ids onto this model's label names."""
+        if y is None or names is None or self.label_names is None:
+            return y
+        if list(names) == self.label_names:
+            return y
+        unknown = sorted(set(names) - set(self.label_names))
+        if unknown:
+            raise ValueError(
+                f"The data has labels {unknown} that this model does not know "
+                f"(its label_names are {self.label_names})."
+            )
+        lookup = np.array([self.label_names.index(name) for name in names])
+        return lookup[np.asarray(y)]
+
+    def _check_labels(self, y, name="y"):
+        y = list(y) if not isinstance(y, np.ndarray) else y
+        if len(y) == 0:
+            raise ValueError(f"`{name}` is empty: give one label per text.")
+        kinds = {type(v).__name__ for v in (y.tolist() if isinstance(y, np.ndarray) else y)}
+        if isinstance(y, np.ndarray) and y.dtype.kind in "US" or kinds <= {"str"}:
+            if self.label_names is None:
+                raise ValueError(
+                    f"`{name}` holds string labels but the model has no "
+                    "`label_names`. Build it with label_names=[...] or give "
+                    "integer class ids."
+                )
+            unknown = sorted({str(v) for v in y} - set(self.label_names))
+            if unknown:
+                raise ValueError(
+                    f"Unknown labels {unknown[:5]} in `{name}`. The model's "
+                    f"label_names are {self.label_names}."
+                )
+            return np.array([self.label_names.index(str(v)) for v in y], dtype="int32")
+        if "str" in kinds:
+            raise ValueError(
+                f"`{name}` mixes string and numeric labels ({sorted(kinds)}). "
+                "Use one kind: class ids or label names."
+            )
+        array = np.asarray(y)
+        if array.ndim != 1:
+            raise ValueError(
+                f"Expected one class id per text, a 1-D array. Received "
+                f"`{name}` of shape {array.shape}. For one-hot labels, pass "
+                "`labels.argmax(axis=-1)`."
+            )
+        if array.dtype.kind == "b":
+            array = array.astype("int32")
+        if array.dtype.kind == "f":
+            if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
+                bad = array[~(np.isfinite(array) & (array == np.round(array)))][0]
+                raise ValueError(
+                    f"Expected integer class ids in `{name}`, found {bad!r}. "
+                    "A classifier needs class ids 0..num_classes-1; for real-"
+                    "valued targets use a regression task."
+                )
+        elif array.dtype.kind not in "iu":
+            raise ValueError(
+                f"Expected integer class ids in `{name}`. Received values of "
+                f"type {sorted(kinds)}."
+            )
+        array = array.astype("int64")
+        out_of_range = (array < 0) | (array >= self.num_classes)
+        if out_of_range.any():
+            index = int(np.argmax(out_of_range))
+            highest = int(array.max())
+            fix = (
+                f"build the model with num_classes={highest + 1}"
+                if highest >= self.num_classes and array.min() >= 0
+                else "use class ids from 0"
+            )
+            raise ValueError(
+                f"Label {int(array[index])} at {name}[{index}] is outside "
+                f"0..{self.num_classes - 1} (num_classes={self.num_classes}). "
+                f"Fix the labels or {fix}."
+            )
+        return array.astype("int32")
+
+    # Compile defaults ---------------------------------------------------------
+
+    def default_loss(self):
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=self.activation is None)
+
+    def default_metrics(self):
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    # Inference ----------------------------------------------------------------
+
+    def predict_labels(self, x, batch_size=None, **kwargs):
+        """Predicts a class for each text: its name, or its id without names."""
+        ids = np.argmax(self.predict(x, batch_size=batch_size, **kwargs), axis=-1)
+        if self.label_names is None:
+            return ids
+        return [self.label_names[i] for i in ids]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "pooling": self.pooling,
+                "hidden_units": list(self.hidden_units),
+                "dropout": self.dropout,
+                "activation": keras.activations.serialize(self.activation)
+                if callable(self.activation)
+                else self.activation,
+                "label_names": self.label_names,
+            }
+        )
+        return config
