@@ -5,8 +5,21 @@ already set.
 """
 
 import os
+import sys
+import warnings
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+if "keras" in sys.modules:
+    import keras as _keras
+
+    if _keras.config.backend() != "torch":
+        warnings.warn(
+            f"Keras was imported before keras_transfer and runs on the "
+            f"{_keras.config.backend()!r} backend; keras_transfer is built and "
+            "tested on 'torch'. Import keras_transfer first, or set "
+            "KERAS_BACKEND=torch before starting Python.",
+            stacklevel=2,
+        )
 
 from keras_transfer import datasets, layers, schedules  # noqa: E402
 from keras_transfer.backbones import list_presets, load_backbone  # noqa: E402

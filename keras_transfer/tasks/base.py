@@ -24,7 +24,7 @@ from keras_transfer.schedules import WarmupLinearDecay
 DEFAULT_BATCH_SIZE = 32
 # Usual rates for transfer learning: a fresh head on frozen features learns
 # fast; pretrained weights being fine-tuned need a small step.
-HEAD_LEARNING_RATE = 1e-3
+HEAD_LEARNING_RATE = 3e-3
 FINE_TUNING_LEARNING_RATE = 5e-5
 
 
@@ -171,7 +171,7 @@ class Task(keras.Model):
             loss: `"auto"` for the task's loss, or any Keras loss.
             metrics: `"auto"` for the task's metrics, or a list of metrics.
             learning_rate: peak learning rate of the `"auto"` optimizer.
-                Defaults to `1e-3` when the backbone is frozen (only the head
+                Defaults to `3e-3` when the backbone is frozen (only the head
                 trains) and `5e-5` when any backbone weight trains.
             weight_decay: AdamW weight decay; biases and norms are excluded.
                 Defaults to `0.01`.
@@ -207,6 +207,7 @@ class Task(keras.Model):
         if isinstance(metrics, str) and metrics == "auto":
             metrics = self.default_metrics()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        self._compiled_with = {"loss": loss, "metrics": metrics}
 
     def compile_from_config(self, config):
         """Restores the compiled state of a saved model (used by loading)."""
@@ -245,6 +246,7 @@ class Task(keras.Model):
         validation_data=None,
         shuffle=True,
         seed=None,
+        cache_features="auto",
         **kwargs,
     ):
         """Trains the model; `x` may be raw texts, a `TextData` or a dataset.
@@ -252,8 +254,24 @@ class Task(keras.Model):
         Raw text is tokenized once and batched by length; `batch_size`
         defaults to 32. `validation_data` may be a `TextData` or a
         `(texts, labels)` tuple. `seed` fixes the order of the batches.
+
+        Feature caching: when the backbone is frozen, its output for a text
+        never changes, so it is computed once and the head trains on the
+        cached features for every epoch. This is the same training (the
+        frozen backbone runs in inference mode either way; the head's
+        dropout still applies) at a fraction of the cost. `"auto"` caches
+        when the backbone is frozen, the data is raw text, and every callback
+        only needs the head's weights (callbacks that save the model, such
+        as `ModelCheckpoint`, turn it off). `True` insists, `False` never
+        caches.
+
         Everything else is `keras.Model.fit`.
         """
+        if cache_features not in ("auto", True, False):
+            raise ValueError(
+                "Expected `cache_features` to be 'auto', True or False. "
+                f"Received: cache_features={cache_features!r}"
+            )
         if getattr(self, "optimizer", None) is None:
             self.compile()
         self._check_optimizer_knows_variables()
@@ -262,6 +280,8 @@ class Task(keras.Model):
             batch_size = None
         validation_data = self._validation_batches(validation_data, batch_size)
         steps = kwargs.get("steps_per_epoch") or _length(data, batch_size)
+        if self._should_cache(cache_features, data, validation_data, kwargs):
+            return self._fit_on_cached_features(data, epochs, validation_data, steps, kwargs)
         self._size_schedule(steps * epochs if steps else None)
         return super().fit(
             data,
@@ -272,6 +292,82 @@ class Task(keras.Model):
             shuffle=shuffle,
             **kwargs,
         )
+
+    # Feature caching ----------------------------------------------------------
+
+    #: Name of the layer whose output is cached; the layers after it form a
+    #: plain chain (the head). Subclasses that support caching set it.
+    feature_layer = None
+
+    def _head_layers(self):
+        """The layers after `feature_layer`, in order."""
+        names = [layer.name for layer in self.layers]
+        return self.layers[names.index(self.feature_layer) + 1 :]
+
+    def _should_cache(self, cache_features, data, validation_data, kwargs):
+        reasons = []
+        if self.feature_layer is None:
+            reasons.append(f"{type(self).__name__} has no cacheable feature layer")
+        if self.backbone is None or self.backbone.trainable_weights:
+            reasons.append("the backbone is not frozen")
+        if not isinstance(data, TextBatches):
+            reasons.append("the training data is not raw text")
+        if validation_data is not None and not isinstance(validation_data, TextBatches):
+            reasons.append("the validation data is not raw text")
+        if kwargs.get("steps_per_epoch") or kwargs.get("validation_split"):
+            reasons.append("steps_per_epoch/validation_split are set")
+        savers = [
+            type(c).__name__
+            for c in kwargs.get("callbacks") or []
+            if not isinstance(c, _HEAD_ONLY_CALLBACKS)
+        ]
+        if savers:
+            reasons.append(f"callbacks {savers} need the whole model")
+        if cache_features is True and reasons:
+            raise ValueError(
+                "cache_features=True, but features cannot be cached: "
+                + "; ".join(reasons)
+                + ". Use cache_features='auto' or False."
+            )
+        return cache_features is not False and not reasons
+
+    def _features(self, batches, verbose):
+        """The feature layer's output for every example, in input order."""
+        trunk = keras.Model(self.inputs, self.get_layer(self.feature_layer).output)
+        return _predict_in_order(trunk, batches, verbose=verbose)
+
+    def _fit_on_cached_features(self, data, epochs, validation_data, steps, kwargs):
+        verbose = kwargs.get("verbose", "auto")
+        if verbose:
+            print(f"Frozen backbone: computing its features once for {len(data.packed)} texts.")
+        x = self._features(data, verbose)
+        validation = None
+        if validation_data is not None:
+            validation = (self._features(validation_data, verbose), validation_data.labels)
+        # The head: the same layer objects (so the same weights) on a new input.
+        features_in = keras.Input(shape=x.shape[1:], name="features")
+        out = features_in
+        for layer in self._head_layers():
+            out = layer(out)
+        head = keras.Model(features_in, out, name=f"{self.name}_head")
+        metrics = self._compiled_with["metrics"]
+        head.compile(
+            optimizer=self.optimizer,
+            loss=self._compiled_with["loss"],
+            metrics=[keras.metrics.get(keras.metrics.serialize(m)) for m in metrics or []],
+        )
+        self._size_schedule(steps * epochs if steps else None)
+        history = head.fit(
+            x,
+            data.labels,
+            batch_size=data.batch_size,
+            epochs=epochs,
+            validation_data=validation,
+            shuffle=data.shuffle,
+            **kwargs,
+        )
+        self.history = history
+        return history
 
     def _validation_batches(self, validation_data, batch_size):
         if validation_data is None or isinstance(validation_data, keras.utils.PyDataset):
@@ -300,12 +396,7 @@ class Task(keras.Model):
         data, _ = self._as_batches(x, None, batch_size, shuffle=False)
         if not isinstance(data, TextBatches):
             return super().predict(data, batch_size=batch_size, **kwargs)
-        outputs = super().predict(data, **kwargs)
-        # Batches were grouped by length: put the rows back in input order.
-        order = np.concatenate(data._batches)
-        restored = np.empty_like(outputs)
-        restored[order] = outputs
-        return restored
+        return _predict_in_order(super(), data, **kwargs)
 
     # Display and saving -----------------------------------------------------
 
@@ -348,6 +439,29 @@ class Task(keras.Model):
             if isinstance(config.get(key), dict):
                 config[key] = keras.layers.deserialize(config[key])
         return cls(**config)
+
+
+_HEAD_ONLY_CALLBACKS = (
+    keras.callbacks.EarlyStopping,
+    keras.callbacks.History,
+    keras.callbacks.ProgbarLogger,
+    keras.callbacks.CSVLogger,
+    keras.callbacks.TerminateOnNaN,
+    keras.callbacks.ReduceLROnPlateau,
+    keras.callbacks.LearningRateScheduler,
+    keras.callbacks.LambdaCallback,
+)
+
+
+def _predict_in_order(model, batches, **kwargs):
+    """`model.predict` over length-grouped batches, rows in input order."""
+    # Read the batch plan first: Keras calls `on_epoch_end` after predicting,
+    # which reshuffles a shuffling dataset.
+    order = np.concatenate(batches._batches)
+    outputs = model.predict(batches, **kwargs)
+    restored = np.empty_like(outputs)
+    restored[order] = outputs
+    return restored
 
 
 def _length(data, batch_size):

@@ -65,6 +65,8 @@ class TextClassifier(Task):
     ```
     """
 
+    feature_layer = "pooling"
+
     def __init__(
         self,
         backbone,
