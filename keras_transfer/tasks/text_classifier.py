@@ -114,12 +114,15 @@ class TextClassifier(Task):
         # === Functional graph ===
         inputs = backbone.input
         features = backbone(inputs)
-        x = Pooling(pooling, name="pooling")(features, inputs["padding_mask"])
+        dtype = backbone.dtype_policy  # the head computes as the backbone does
+        x = Pooling(pooling, dtype=dtype, name="pooling")(features, inputs["padding_mask"])
         for i, units in enumerate(hidden_units):
-            x = keras.layers.Dropout(dropout, name=f"head_dropout_{i}")(x)
-            x = keras.layers.Dense(units, activation="gelu", name=f"head_dense_{i}")(x)
-        x = keras.layers.Dropout(dropout, name="output_dropout")(x)
-        outputs = keras.layers.Dense(num_classes, activation=activation, name="logits")(x)
+            x = keras.layers.Dropout(dropout, dtype=dtype, name=f"head_dropout_{i}")(x)
+            x = keras.layers.Dense(units, activation="gelu", dtype=dtype, name=f"head_dense_{i}")(x)
+        x = keras.layers.Dropout(dropout, dtype=dtype, name="output_dropout")(x)
+        outputs = keras.layers.Dense(
+            num_classes, activation=activation, dtype=dtype, name="logits"
+        )(x)
         super().__init__(
             inputs=inputs,
             outputs=outputs,
@@ -148,6 +151,7 @@ class TextClassifier(Task):
         sequence_length=DEFAULT_SEQUENCE_LENGTH,
         truncation="head",
         load_weights=True,
+        dtype=None,
         **kwargs,
     ):
         """Builds a classifier over a pretrained backbone.
@@ -164,6 +168,9 @@ class TextClassifier(Task):
             truncation: `"head"`, `"tail"` or `"head+tail"`. Defaults to
                 `"head"`.
             load_weights: load pretrained weights. Defaults to `True`.
+            dtype: dtype policy of the backbone and head, for example
+                `"mixed_bfloat16"` on a GPU. Defaults to `None` (Keras'
+                global policy, float32 unless set).
             **kwargs: the head's arguments (`pooling`, `hidden_units`,
                 `dropout`, `activation`).
         """
@@ -173,6 +180,7 @@ class TextClassifier(Task):
             sequence_length=sequence_length,
             truncation=truncation,
             load_weights=load_weights,
+            dtype=dtype,
         )
         compile = kwargs.pop("compile", True)
         model = cls(

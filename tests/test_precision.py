@@ -1,0 +1,45 @@
+"""Mixed precision and the fused-attention path of frozen backbones."""
+
+import keras
+import numpy as np
+import torch
+
+import keras_transfer as kt
+
+
+def test_mixed_bfloat16_classifier_trains_and_predicts(bert_preset):
+    model = kt.TextClassifier.from_preset(
+        bert_preset, num_classes=2, sequence_length=16, dtype="mixed_bfloat16"
+    )
+    assert model.backbone.dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("logits").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("logits").kernel.dtype == "float32"  # variables stay float32
+    history = model.fit(["good film", "bad film"] * 4, [1, 0] * 4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert model.predict(["good film"], verbose=0).shape == (1, 2)
+
+
+def test_frozen_backbone_takes_the_fused_attention_path_with_the_same_outputs(bert_preset):
+    backbone, preprocessor = kt.load_backbone(bert_preset, sequence_length=16)
+    batch = preprocessor(["a good film", "a bad awful film indeed"])
+    unfused = backbone(batch, training=False)["sequence_output"]
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    kt.freeze(backbone)
+    torch.nn.functional.scaled_dot_product_attention = spy
+    try:
+        fused = backbone(batch)["sequence_output"]
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = real
+    assert calls, "a frozen backbone should call torch's fused attention"
+    mask = batch["padding_mask"][..., None]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(fused) * mask,
+        keras.ops.convert_to_numpy(unfused) * mask,
+        atol=1e-5,
+    )
