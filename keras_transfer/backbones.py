@@ -101,7 +101,9 @@ def _check_directory(path):
             f"{str(config)!r} is not valid JSON ({error}). The preset "
             "directory is corrupted: save or download it again."
         ) from None
-    if "model_type" not in content and "class_name" not in content:
+    if not isinstance(content, dict) or (
+        "model_type" not in content and "class_name" not in content
+    ):
         raise ValueError(
             f"{str(config)!r} is neither a KerasHub preset config (with "
             "`class_name`) nor a HuggingFace config (with `model_type`)."
@@ -154,7 +156,7 @@ def _sentence_transformers_pooling(path):
 def _download_error(preset, error):
     return RuntimeError(
         f"Could not download the weights of preset {preset!r}: {error}. "
-        "This machine seems to be offline. Download the preset once on a "
+        "If this machine is offline: download the preset once on a "
         "connected machine (KerasHub caches it under ~/.cache/kagglehub), "
         "or pass the path of a local preset or HuggingFace-format directory."
     )
@@ -205,8 +207,9 @@ def load_backbone(
         )
     path = pathlib.Path(os.path.expanduser(preset))
     local = path.is_dir()
+    hf_format = False
     if local:
-        _check_directory(path)
+        hf_format = "model_type" in _check_directory(path)
         preset = str(path)
     elif "://" in preset:
         pass
@@ -227,8 +230,13 @@ def load_backbone(
         if local:
             raise
         raise _download_error(preset, error) from None
+    except ValueError as error:
+        # Offline, KerasHub reports an `hf://` handle as having no config.
+        if local or "://" not in preset:
+            raise
+        raise _download_error(preset, error) from None
     family = family_of(backbone)
-    if local:
+    if hf_format:
         _hf_normalization(path, tokenizer)
         pooling = _sentence_transformers_pooling(path)
         if pooling is not None:

@@ -59,7 +59,7 @@ class TextBatches(keras.utils.PyDataset):
             )
         self.preprocessor = preprocessor
         self.packed = preprocessor.tokenize(texts)
-        self.labels = labels
+        self.labels = None if labels is None else np.asarray(labels)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.bucketing = bucketing

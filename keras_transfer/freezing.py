@@ -21,6 +21,7 @@ import math
 import re
 
 import keras
+import keras_hub
 
 from keras_transfer.families import family_of
 
@@ -30,25 +31,44 @@ def _sublayers(layer):
     return list(layer._flatten_layers(include_self=True, recursive=True))
 
 
+# Where each kind of layer keeps its dropout rate, and its config key.
+_DROPOUT_RATES = (
+    (keras.layers.Dropout, "rate", "rate"),
+    (keras.layers.MultiHeadAttention, "_dropout", "dropout"),
+)
+
+
+def _switch_off(layer, attribute, key, off):
+    """Sets `layer.<attribute>` to 0, remembering it, or restores it.
+
+    While switched off, the layer's config still reports the original rate,
+    so a model saved while frozen keeps its dropout for later fine-tuning.
+    """
+    saved = f"_kt_saved{attribute}"
+    if off:
+        if not hasattr(layer, saved):
+            setattr(layer, saved, getattr(layer, attribute))
+            get_config = layer.get_config
+
+            def get_config_with_saved_rate():
+                config = get_config()
+                if hasattr(layer, saved):
+                    config[key] = getattr(layer, saved)
+                return config
+
+            layer.get_config = get_config_with_saved_rate
+        setattr(layer, attribute, 0.0)
+    elif hasattr(layer, saved):
+        setattr(layer, attribute, getattr(layer, saved))
+        delattr(layer, saved)
+
+
 def _set_inference_mode(layer, frozen):
     """Switches the dropout of `layer` and everything below it off or back."""
     for sub in _sublayers(layer):
-        if isinstance(sub, keras.layers.Dropout):
-            if frozen:
-                if not hasattr(sub, "_kt_rate"):
-                    sub._kt_rate = sub.rate
-                sub.rate = 0.0
-            elif hasattr(sub, "_kt_rate"):
-                sub.rate = sub._kt_rate
-                del sub._kt_rate
-        if isinstance(sub, keras.layers.MultiHeadAttention):
-            if frozen:
-                if not hasattr(sub, "_kt_dropout"):
-                    sub._kt_dropout = sub._dropout
-                sub._dropout = 0.0
-            elif hasattr(sub, "_kt_dropout"):
-                sub._dropout = sub._kt_dropout
-                del sub._kt_dropout
+        for kind, attribute, key in _DROPOUT_RATES:
+            if isinstance(sub, kind):
+                _switch_off(sub, attribute, key, frozen)
 
 
 def _set_frozen(layer, frozen):
@@ -57,9 +77,22 @@ def _set_frozen(layer, frozen):
 
 
 def _backbone_of(model):
-    """The backbone of a task model, or the layer itself."""
+    """The backbone of a task model or of a plain model, or the layer itself.
+
+    A plain Keras model built over one KerasHub backbone counts as that
+    backbone; anything else is treated as a whole.
+    """
     backbone = getattr(model, "backbone", None)
-    return backbone if isinstance(backbone, keras.layers.Layer) else model
+    if isinstance(backbone, keras.layers.Layer):
+        return backbone
+    if isinstance(model, keras_hub.models.Backbone):
+        return model
+    found = [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras_hub.models.Backbone)
+    ]
+    return found[0] if len(found) == 1 else model
 
 
 def _check_layer(model, function):
@@ -85,17 +118,18 @@ def blocks(backbone):
                 (int(match.group(2)), layer)
             )
     num_layers = getattr(backbone, "num_layers", None)
-    candidates = [
-        group
-        for group in groups.values()
-        if num_layers is None or len(group) == num_layers
-    ]
+    candidates = [group for group in groups.values() if len(group) == num_layers]
     if not candidates:
+        expected = (
+            f"expected {num_layers} layers named like `transformer_layer_<i>`"
+            if num_layers is not None
+            else "it is not a KerasHub backbone (no `num_layers`)"
+        )
         raise ValueError(
             f"Could not find the transformer blocks of {backbone.name} "
-            f"({type(backbone).__name__}): expected {num_layers} layers named "
-            "like `transformer_layer_<i>`. Freeze it whole with `kt.freeze` "
-            "instead of unfreezing the top blocks."
+            f"({type(backbone).__name__}): {expected}. Freeze or unfreeze it "
+            "whole with `kt.freeze(model)` / `kt.unfreeze(model)`, or call "
+            "`kt.unfreeze` on a model holding one KerasHub backbone."
         )
     group = max(candidates, key=len)
     return [layer for _, layer in sorted(group, key=lambda item: item[0])]

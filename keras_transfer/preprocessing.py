@@ -171,6 +171,11 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
         arrays per example.
         """
         texts = check_texts(texts)
+        if not texts:
+            raise ValueError(
+                "Received an empty list of texts: there is nothing to "
+                "tokenize. Give at least one string."
+            )
         pairs = any(isinstance(t, (tuple, list)) for t in texts)
         if pairs and not all(isinstance(t, (tuple, list)) for t in texts):
             raise ValueError(

@@ -35,13 +35,19 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         warmup_steps=0,
         start_step=0,
         sized_by_fit=False,
+        warmup_share=None,
     ):
-        if not peak_learning_rate > 0:
+        if not isinstance(peak_learning_rate, (int, float)) or not peak_learning_rate > 0:
             raise ValueError(
                 "Expected `peak_learning_rate` to be positive. "
                 f"Received: peak_learning_rate={peak_learning_rate!r}"
             )
-        if not total_steps >= 1 or not 0 <= warmup_steps <= total_steps:
+        if (
+            not isinstance(total_steps, int)
+            or not isinstance(warmup_steps, int)
+            or not total_steps >= 1
+            or not 0 <= warmup_steps <= total_steps
+        ):
             raise ValueError(
                 "Expected 0 <= warmup_steps <= total_steps and total_steps >= 1. "
                 f"Received: warmup_steps={warmup_steps!r}, total_steps={total_steps!r}"
@@ -51,12 +57,16 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.warmup_steps = int(warmup_steps)
         self.start_step = int(start_step)
         self.sized_by_fit = bool(sized_by_fit)
+        # Kept apart from the rounded step counts so that a short fit (where
+        # 10% rounds to 0 steps) does not erase the warmup of later fits.
+        self.warmup_share = (
+            self.warmup_steps / self.total_steps if warmup_share is None else float(warmup_share)
+        )
 
     def resize(self, total_steps, start_step):
         """Stretches the schedule over `total_steps` steps from `start_step`."""
-        share = self.warmup_steps / self.total_steps
         self.total_steps = max(int(total_steps), 1)
-        self.warmup_steps = int(round(share * self.total_steps))
+        self.warmup_steps = int(round(self.warmup_share * self.total_steps))
         self.start_step = int(start_step)
 
     def __call__(self, step):
@@ -75,4 +85,5 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_steps": self.warmup_steps,
             "start_step": self.start_step,
             "sized_by_fit": self.sized_by_fit,
+            "warmup_share": self.warmup_share,
         }

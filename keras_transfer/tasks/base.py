@@ -88,6 +88,18 @@ class Task(keras.Model):
     def preprocessor(self, value):
         self._preprocessor = value
 
+    def freeze(self):
+        """Freezes the backbone (`kt.freeze(model)`); compile again after."""
+        freezing.freeze(self)
+
+    def unfreeze(self, top=None, embeddings=False):
+        """Unfreezes the backbone or its top blocks (`kt.unfreeze`).
+
+        Call `compile()` again afterwards, usually with a smaller learning
+        rate: `model.unfreeze(top=2); model.compile(learning_rate=2e-5)`.
+        """
+        freezing.unfreeze(self, top=top, embeddings=embeddings)
+
     # Labels and data --------------------------------------------------------
 
     def _check_labels(self, y, name="y"):
@@ -267,7 +279,7 @@ class Task(keras.Model):
 
         Everything else is `keras.Model.fit`.
         """
-        if cache_features not in ("auto", True, False):
+        if not any(cache_features is choice for choice in (True, False)) and cache_features != "auto":
             raise ValueError(
                 "Expected `cache_features` to be 'auto', True or False. "
                 f"Received: cache_features={cache_features!r}"
@@ -277,6 +289,11 @@ class Task(keras.Model):
         self._check_optimizer_knows_variables()
         data, y = self._as_batches(x, y, batch_size, shuffle=shuffle, seed=seed)
         if isinstance(data, TextBatches):
+            if data.labels is None:
+                raise ValueError(
+                    "`fit` got texts but no labels. Pass them as `y`, or give "
+                    "a TextData with labels (for example from kt.datasets)."
+                )
             batch_size = None
         validation_data = self._validation_batches(validation_data, batch_size)
         steps = kwargs.get("steps_per_epoch") or _length(data, batch_size)

@@ -81,6 +81,11 @@ class TextClassifier(Task):
         **kwargs,
     ):
         family = family_of(backbone)
+        if isinstance(label_names, str):
+            raise ValueError(
+                f"Expected `label_names` to be a list of class names. Received "
+                f"the single string {label_names!r}; wrap the names in a list."
+            )
         if label_names is not None:
             label_names = [str(name) for name in label_names]
             if len(set(label_names)) != len(label_names):
@@ -106,10 +111,16 @@ class TextClassifier(Task):
                 "Expected `hidden_units` to be positive integers. "
                 f"Received: hidden_units={hidden_units!r}"
             )
-        if not 0 <= dropout < 1:
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"Expected `dropout` in [0, 1). Received: dropout={dropout!r}")
         if pooling is None:
             pooling = getattr(backbone, "_kt_default_pooling", None) or family.default_pooling
+        if pooling == "pooled" and family.pooler is None:
+            raise ValueError(
+                f"pooling='pooled' needs a backbone with its own pooler; "
+                f"{type(backbone).__name__} ({family.name}) has none. Use "
+                "'cls', 'mean', 'max' or 'last'."
+            )
 
         # === Functional graph ===
         inputs = backbone.input
