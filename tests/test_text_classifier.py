@@ -116,7 +116,7 @@ def test_bad_head_arguments(bert_preset, kwargs, fragments):
 
 
 def test_pooled_pooling_needs_a_bert_style_backbone(gpt2_preset):
-    with raises(ValueError, "pooling=.pooled. needs a backbone with its own pooler", "GPT2Backbone"):
+    with raises(ValueError, "pooling='pooled' needs a backbone with its own pooler", "GPT2Backbone"):
         classifier(gpt2_preset, pooling="pooled")
 
 
