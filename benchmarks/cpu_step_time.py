@@ -81,11 +81,7 @@ def main():
     import keras_transfer as kt
 
     keras.utils.set_random_seed(SEED)
-    path = args.model
-    if args.smoke:
-        path = common.smoke_model_dir()
-    elif path is None:
-        path = common.minilm_path()
+    path = common.model_path(args)
 
     # keras_transfer: one model per case, each compiled with the task defaults.
     kt_models = {}

@@ -178,11 +178,7 @@ def forwarded_arguments(args):
 
 def main():
     args = parse_args()
-    if args.model is None:
-        args.model = (
-            common.smoke_model_dir()
-            if args.smoke else common.minilm_path()
-        )
+    args.model = common.model_path(args)
     if args.json_out:
         child(args)
         return

@@ -71,12 +71,10 @@ def main():
     import keras_transfer as kt
 
     keras.utils.set_random_seed(SEED)
-    path = args.model
+    path = common.model_path(args)
     if args.smoke:
-        path = common.smoke_model_dir()
         data = common.synthetic_reviews(args.max_examples, seed=1, mean_words=20)
     else:
-        path = path or common.minilm_path()
         data = common.imdb("train", args.max_examples, path=args.data)
     backbone, preprocessor = kt.load_backbone(path, sequence_length=args.sequence_length)
     maximum = preprocessor.sequence_length  # capped at the backbone's maximum
