@@ -1,5 +1,6 @@
 """Loading saved models with their frozen state intact."""
 
+import json
 import os
 import pathlib
 import zipfile
@@ -38,7 +39,52 @@ def load_model(filepath, custom_objects=None, compile=True):
             f"{str(path)!r} is not a valid `.keras` file (not a zip archive): "
             "it may be truncated or corrupted. Save the model again."
         )
+    if hasattr(_saved_class(path), "backbone"):
+        # keras_transfer tasks restore their frozen state while they are
+        # built, before Keras compiles them and loads the optimizer.
+        return keras.saving.load_model(
+            path, custom_objects=custom_objects, compile=compile, safe_mode=True
+        )
+    # A plain model: load it uncompiled, fix its frozen flags, then compile
+    # it and load the optimizer's state, so that the optimizer tracks the
+    # same variables as when it was saved.
     model = keras.saving.load_model(
-        path, custom_objects=custom_objects, compile=compile, safe_mode=True
+        path, custom_objects=custom_objects, compile=False, safe_mode=True
     )
-    return restore_frozen_state(model) if not hasattr(model, "backbone") else model
+    restore_frozen_state(model)
+    if compile:
+        _compile_and_load_optimizer(model, path)
+    return model
+
+
+def _saved_class(path):
+    """The class of the model saved at `path`, if Keras knows it."""
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    try:
+        return keras.saving.get_registered_object(config.get("registered_name") or "")
+    except (TypeError, ValueError):
+        return None
+
+
+def _compile_and_load_optimizer(model, path):
+    from keras.src.saving import saving_lib  # the loader of Keras' own format
+
+    with zipfile.ZipFile(path) as archive:
+        compile_config = json.loads(archive.read("config.json")).get("compile_config")
+        if not compile_config:
+            return
+        model.compile_from_config(compile_config)
+        if getattr(model, "optimizer", None) is None:
+            return
+        store = saving_lib.H5IOStore(saving_lib._VARS_FNAME_H5, archive, mode="r")
+        try:
+            saving_lib._load_state(
+                model.optimizer,
+                weights_store=store,
+                assets_store=None,
+                inner_path="optimizer",
+                visited_saveables=set(),
+            )
+        finally:
+            store.close()

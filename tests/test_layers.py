@@ -238,14 +238,6 @@ def test_load_model_truncated_archive(bert_preset, tmp_path):
         kt.load_model(tmp_path / "cut.keras")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="saving.load_model: Keras compiles the reloaded plain model and "
-    "builds its optimizer while the backbone's weights are still trainable "
-    "(restore_frozen_state runs afterwards), so the optimizer has more "
-    "variables than the saved one and Keras skips loading its state",
-)
 def test_plain_model_reload_keeps_the_optimizer_state(bert_preset, tmp_path):
     backbone, preprocessor = kt.load_backbone(bert_preset)
     model = plain_model(backbone, "cls")
