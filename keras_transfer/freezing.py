@@ -195,11 +195,11 @@ def unfreeze(model, top=None, embeddings=False):
         _set_frozen(backbone, False)
     else:
         _unfreeze_top(backbone, top, embeddings)
-    _freeze_unused_pooler(model, backbone)
+    freeze_unused_pooler(model, backbone)
     return backbone
 
 
-def _freeze_unused_pooler(model, backbone):
+def freeze_unused_pooler(model, backbone):
     """Keeps BERT's pooler frozen when the head does not read it.
 
     Otherwise its weights would be "trainable" but get no gradient, and

@@ -43,3 +43,23 @@ def test_frozen_backbone_takes_the_fused_attention_path_with_the_same_outputs(be
         keras.ops.convert_to_numpy(unfused) * mask,
         atol=1e-5,
     )
+
+
+def test_jit_compile_gets_weight_decay_decided_before_tracing(bert_preset):
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, freeze=False, compile=False)
+    model.compile(jit_compile=True)
+    model._prepare_for_jit_compile()
+    cache = model.optimizer._exclude_from_weight_decay_cache
+    keys = {model.optimizer._var_key(v): v for v in model.trainable_variables}
+    assert set(keys) <= set(cache)
+    assert not cache[model.optimizer._var_key(model.get_layer("logits").bias)]
+    assert cache[model.optimizer._var_key(model.get_layer("logits").kernel)]
+
+
+def test_unused_pooler_is_frozen_when_built_over_a_trainable_backbone(bert_preset):
+    backbone, preprocessor = kt.load_backbone(bert_preset, sequence_length=16)
+    model = kt.TextClassifier(backbone, num_classes=2, preprocessor=preprocessor, pooling="mean")
+    assert not backbone.get_layer("pooled_dense").trainable
+    assert backbone.get_layer("transformer_layer_0").trainable
+    pooled = kt.TextClassifier(backbone, num_classes=2, preprocessor=preprocessor, pooling="pooled")
+    assert pooled.pooling == "pooled"

@@ -242,6 +242,19 @@ class Task(keras.Model):
                 "them. Call `model.compile(...)` again after `kt.unfreeze`."
             )
 
+    def _prepare_for_jit_compile(self):
+        """Decides weight decay per variable before `torch.compile` traces.
+
+        Keras' optimizer matches variable names against a regular
+        expression the first time it applies weight decay, which
+        `torch.compile` cannot trace; the answers are cached, so asking once
+        eagerly keeps the regex out of the compiled step.
+        """
+        optimizer = getattr(self, "optimizer", None)
+        if getattr(self, "jit_compile", False) and hasattr(optimizer, "_use_weight_decay"):
+            for variable in self.trainable_variables:
+                optimizer._use_weight_decay(variable)
+
     def _size_schedule(self, steps):
         schedule = getattr(getattr(self, "optimizer", None), "_learning_rate", None)
         if isinstance(schedule, WarmupLinearDecay) and schedule.sized_by_fit and steps:
@@ -287,6 +300,7 @@ class Task(keras.Model):
         if getattr(self, "optimizer", None) is None:
             self.compile()
         self._check_optimizer_knows_variables()
+        self._prepare_for_jit_compile()
         data, y = self._as_batches(x, y, batch_size, shuffle=shuffle, seed=seed)
         if isinstance(data, TextBatches):
             if data.labels is None:

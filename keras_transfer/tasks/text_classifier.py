@@ -149,6 +149,7 @@ class TextClassifier(Task):
         self.dropout = dropout
         self.activation = activation
         self.label_names = label_names
+        freezing.freeze_unused_pooler(self, backbone)
         if compile:
             self.compile()
 
