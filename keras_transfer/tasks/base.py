@@ -220,6 +220,7 @@ class Task(keras.Model):
             metrics = self.default_metrics()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
         self._compiled_with = {"loss": loss, "metrics": metrics}
+        self._prepare_for_jit_compile()
 
     def compile_from_config(self, config):
         """Restores the compiled state of a saved model (used by loading)."""
@@ -300,7 +301,6 @@ class Task(keras.Model):
         if getattr(self, "optimizer", None) is None:
             self.compile()
         self._check_optimizer_knows_variables()
-        self._prepare_for_jit_compile()
         data, y = self._as_batches(x, y, batch_size, shuffle=shuffle, seed=seed)
         if isinstance(data, TextBatches):
             if data.labels is None:
