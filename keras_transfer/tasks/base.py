@@ -132,7 +132,7 @@ class Task(keras.Model):
                     f"{x[bad]!r} of type {type(x[bad]).__name__}. Convert the "
                     "texts with str(...) or drop the missing ones."
                 )
-            return None if x is None else (x, y)
+            return x, y
         if self.preprocessor is None:
             raise ValueError(
                 "This model has no preprocessor, so it cannot read raw text. "
