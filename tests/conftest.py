@@ -113,16 +113,11 @@ from helpers import (  # noqa: E402
 )
 
 
-@pytest.fixture(scope="session")
-def bert_preset(tmp_path_factory):
-    """A local KerasHub preset: 2-layer BERT (hidden 16) and its tokenizer."""
-    import keras_hub
-
-    keras.utils.set_random_seed(1)
-    path = tmp_path_factory.mktemp("tiny_bert_preset")
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=BERT_VOCAB, lowercase=True)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=len(BERT_VOCAB),
+def _save_tiny_preset(path, backbone_class, tokenizer, vocabulary_size, seed):
+    """Saves a 2-layer backbone (hidden 16) and its tokenizer as a preset."""
+    keras.utils.set_random_seed(seed)
+    backbone = backbone_class(
+        vocabulary_size=vocabulary_size,
         num_layers=NUM_LAYERS,
         num_heads=2,
         hidden_dim=HIDDEN_DIM,
@@ -132,6 +127,16 @@ def bert_preset(tmp_path_factory):
     backbone.save_to_preset(str(path))
     tokenizer.save_to_preset(str(path))
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def bert_preset(tmp_path_factory):
+    """A local KerasHub preset: 2-layer BERT (hidden 16) and its tokenizer."""
+    import keras_hub
+
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=BERT_VOCAB, lowercase=True)
+    path = tmp_path_factory.mktemp("tiny_bert_preset")
+    return _save_tiny_preset(path, keras_hub.models.BertBackbone, tokenizer, len(BERT_VOCAB), seed=1)
 
 
 @pytest.fixture(scope="session")
@@ -139,21 +144,10 @@ def gpt2_preset(tmp_path_factory):
     """A local KerasHub preset: 2-layer GPT-2 (hidden 16) and its tokenizer."""
     import keras_hub
 
-    keras.utils.set_random_seed(2)
-    path = tmp_path_factory.mktemp("tiny_gpt2_preset")
     vocabulary, merges = gpt2_vocabulary_and_merges()
     tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary, merges=merges)
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=len(vocabulary),
-        num_layers=NUM_LAYERS,
-        num_heads=2,
-        hidden_dim=HIDDEN_DIM,
-        intermediate_dim=32,
-        max_sequence_length=MAX_SEQUENCE_LENGTH,
-    )
-    backbone.save_to_preset(str(path))
-    tokenizer.save_to_preset(str(path))
-    return str(path)
+    path = tmp_path_factory.mktemp("tiny_gpt2_preset")
+    return _save_tiny_preset(path, keras_hub.models.GPT2Backbone, tokenizer, len(vocabulary), seed=2)
 
 
 @pytest.fixture(params=["bert", "gpt2"])
