@@ -14,6 +14,8 @@ backbone's preprocessor attached. It adds to `keras.Model`:
 - a config that keeps the frozen state, so `kt.load_model` restores it.
 """
 
+import os
+
 import keras
 import numpy as np
 
@@ -453,6 +455,27 @@ class Task(keras.Model):
                 f"{p.sequence_length}, truncation {p.truncation!r}"
             )
         return lines
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Saves to a `.keras` file, atomically.
+
+        The model is written to a temporary file beside `filepath` and
+        renamed over it only once complete, so a save killed half-way never
+        replaces a good file with a broken one.
+        """
+        path = os.fspath(filepath)
+        if not path.endswith(".keras"):
+            return super().save(filepath, overwrite=overwrite, **kwargs)
+        if os.path.exists(path) and not overwrite:
+            raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it.")
+        folder, name = os.path.split(os.path.abspath(path))
+        partial = os.path.join(folder, f".{name}.partial-{os.getpid()}.keras")
+        try:
+            super().save(partial, overwrite=True, **kwargs)
+            os.replace(partial, path)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
 
     def get_config(self):
         return {
