@@ -39,7 +39,9 @@ def load_model(filepath, custom_objects=None, compile=True):
             f"{str(path)!r} is not a valid `.keras` file (not a zip archive): "
             "it may be truncated or corrupted. Save the model again."
         )
-    if hasattr(_saved_class(path), "backbone"):
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    if hasattr(_registered_class(config), "backbone"):
         # keras_transfer tasks restore their frozen state while they are
         # built, before Keras compiles them and loads the optimizer.
         return keras.saving.load_model(
@@ -52,31 +54,26 @@ def load_model(filepath, custom_objects=None, compile=True):
         path, custom_objects=custom_objects, compile=False, safe_mode=True
     )
     restore_frozen_state(model)
-    if compile:
-        _compile_and_load_optimizer(model, path)
+    if compile and config.get("compile_config"):
+        _compile_and_load_optimizer(model, path, config["compile_config"])
     return model
 
 
-def _saved_class(path):
-    """The class of the model saved at `path`, if Keras knows it."""
-    with zipfile.ZipFile(path) as archive:
-        config = json.loads(archive.read("config.json"))
+def _registered_class(config):
+    """The class of a saved model's config, if Keras knows it."""
     try:
         return keras.saving.get_registered_object(config.get("registered_name") or "")
     except (TypeError, ValueError):
         return None
 
 
-def _compile_and_load_optimizer(model, path):
+def _compile_and_load_optimizer(model, path, compile_config):
     from keras.src.saving import saving_lib  # the loader of Keras' own format
 
+    model.compile_from_config(compile_config)
+    if getattr(model, "optimizer", None) is None:
+        return
     with zipfile.ZipFile(path) as archive:
-        compile_config = json.loads(archive.read("config.json")).get("compile_config")
-        if not compile_config:
-            return
-        model.compile_from_config(compile_config)
-        if getattr(model, "optimizer", None) is None:
-            return
         store = saving_lib.H5IOStore(saving_lib._VARS_FNAME_H5, archive, mode="r")
         try:
             saving_lib._load_state(

@@ -21,6 +21,7 @@ import numpy as np
 
 from keras_transfer import freezing
 from keras_transfer.batching import TextBatches
+from keras_transfer.preprocessing import check_texts
 from keras_transfer.schedules import WarmupLinearDecay
 
 DEFAULT_BATCH_SIZE = 32
@@ -120,20 +121,10 @@ class Task(keras.Model):
             y = self._map_label_names(y, getattr(x, "label_names", None))
             x = x.texts
         elif not _is_raw_text(x):
-            if isinstance(x, str):
-                raise ValueError(
-                    f"Expected a list of texts for `{name}`, got a single "
-                    f"string. Wrap it in a list: [{x[:40]!r}]."
-                )
-            if isinstance(x, (list, tuple)) and len(x) == 0:
-                raise ValueError(f"`{name}` is empty: there is nothing to train or predict on.")
-            if isinstance(x, (list, tuple)) and any(not isinstance(t, str) for t in x):
-                bad = next(i for i, t in enumerate(x) if not isinstance(t, str))
-                raise ValueError(
-                    f"Expected every text to be a string. Received: {name}[{bad}]="
-                    f"{x[bad]!r} of type {type(x[bad]).__name__}. Convert the "
-                    "texts with str(...) or drop the missing ones."
-                )
+            if isinstance(x, (str, list, tuple)):
+                # Raises for a single string or a non-string item.
+                if not check_texts(x, name):
+                    raise ValueError(f"`{name}` is empty: there is nothing to train or predict on.")
             return x, y
         if self.preprocessor is None:
             raise ValueError(
@@ -295,7 +286,7 @@ class Task(keras.Model):
 
         Everything else is `keras.Model.fit`.
         """
-        if not any(cache_features is choice for choice in (True, False)) and cache_features != "auto":
+        if not (cache_features is True or cache_features is False or cache_features == "auto"):
             raise ValueError(
                 "Expected `cache_features` to be 'auto', True or False. "
                 f"Received: cache_features={cache_features!r}"
