@@ -21,6 +21,7 @@ import keras_hub
 from keras_transfer.families import FAMILIES, family_of
 from keras_transfer.freezing import restore_frozen_state
 from keras_transfer.preprocessing import TextPreprocessor
+from keras_transfer.xlnet import convert_xlnet_checkpoint
 
 DEFAULT_SEQUENCE_LENGTH = 512
 
@@ -207,9 +208,12 @@ def load_backbone(
         )
     path = pathlib.Path(os.path.expanduser(preset))
     local = path.is_dir()
-    hf_format = False
+    hf_format = xlnet_format = False
     if local:
-        hf_format = "model_type" in _check_directory(path)
+        config = _check_directory(path)
+        hf_format = "model_type" in config
+        # KerasHub cannot convert XLNet checkpoints; keras_transfer.xlnet can.
+        xlnet_format = config.get("model_type") == "xlnet"
         preset = str(path)
     elif "://" in preset:
         pass
@@ -224,11 +228,18 @@ def load_backbone(
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:
-        backbone = keras_hub.models.Backbone.from_preset(preset, **kwargs)
-        tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
+        if xlnet_format:
+            backbone, tokenizer = convert_xlnet_checkpoint(path, **kwargs)
+        else:
+            backbone = keras_hub.models.Backbone.from_preset(preset, **kwargs)
+            tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
     except OSError as error:  # requests' ConnectionError is an OSError
         if local:
-            raise
+            raise ValueError(
+                f"Could not read the preset directory {preset!r}: {error}. A "
+                "file in it is missing, truncated or corrupted: save or copy "
+                "the preset again."
+            ) from error
         raise _download_error(preset, error) from None
     except ValueError as error:
         # Offline, KerasHub reports an `hf://` handle as having no config.

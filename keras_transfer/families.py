@@ -2,8 +2,9 @@
 
 A family is a backbone class together with the facts a task needs to use it:
 whether it reads left to right (a decoder) or both ways (an encoder), which
-pooling suits it, which special tokens wrap a text or a text pair, and whether
-the backbone takes segment ids. Adding a family is one `Family(...)` entry.
+pooling suits it, which special tokens wrap a text or a text pair, whether
+the backbone takes segment ids, and on which side padding goes. Adding a
+family is one `Family(...)` entry.
 """
 
 import dataclasses
@@ -28,6 +29,15 @@ class Family:
             pair (RoBERTa-style models use two).
         pooler: name of the backbone's own pooler layer, if any: it only
             trains when a head reads the `"pooled"` output.
+        padding_side: `"right"` (pads after the text) or `"left"` (pads
+            before it, so the last position is always the last real token;
+            XLNet-style models expect this).
+        pad: the tokenizer attribute holding the padding token id, or None
+            for tokenizers that have no padding token (most decoders): their
+            padding positions get id 0, which the padding mask hides.
+        end: the attribute holding a token placed after the last separator,
+            or None (XLNet ends every text with `<cls>`: `a <sep> <cls>`).
+        end_segment_id: the segment id of that `end` token (XLNet: 2).
     """
 
     name: str
@@ -39,6 +49,17 @@ class Family:
     sep: str
     pair_sep_repeat: int = 1
     pooler: str | None = None
+    padding_side: str = "right"
+    pad: str | None = "pad_token_id"
+    end: str | None = None
+    end_segment_id: int = 0
+
+    def __post_init__(self):
+        if self.padding_side not in ("right", "left"):
+            raise ValueError(
+                f"Family {self.name!r}: `padding_side` must be 'right' or "
+                f"'left'. Received: padding_side={self.padding_side!r}"
+            )
 
     @property
     def kind(self):
@@ -48,11 +69,54 @@ class Family:
 FAMILIES = {
     family.backbone_class: family
     for family in [
+        # Encoders: `[CLS] a [SEP] b [SEP]`, or RoBERTa's `<s> a </s></s> b </s>`,
+        # exactly as KerasHub's own text classifier preprocessors pack them.
         Family(
             "bert", "BertBackbone", False, "cls", True, "cls_token_id", "sep_token_id",
             pooler="pooled_dense",
         ),
+        Family(
+            "distil_bert", "DistilBertBackbone", False, "cls", False,
+            "cls_token_id", "sep_token_id",
+        ),
+        Family(
+            "roberta", "RobertaBackbone", False, "cls", False,
+            "start_token_id", "end_token_id", pair_sep_repeat=2,
+        ),
+        Family(
+            "xlm_roberta", "XLMRobertaBackbone", False, "cls", False,
+            "start_token_id", "end_token_id", pair_sep_repeat=2,
+        ),
+        Family(
+            "albert", "AlbertBackbone", False, "cls", True, "cls_token_id", "sep_token_id",
+            pooler="pooled_dense",
+        ),
+        Family(
+            "deberta_v3", "DebertaV3Backbone", False, "cls", False,
+            "cls_token_id", "sep_token_id",
+        ),
+        Family(
+            "electra", "ElectraBackbone", False, "cls", True, "cls_token_id", "sep_token_id",
+            pooler="pooled_dense",
+        ),
+        # Decoders: `<start> a <end>` and `<start> a <end> b <end>` (no start
+        # token where the tokenizer has none), read at the last real token.
+        # Their tokenizers have no padding token: padding gets id 0 and is
+        # hidden by the padding mask.
         Family("gpt2", "GPT2Backbone", True, "last", False, "start_token_id", "end_token_id"),
+        Family("qwen", "QwenBackbone", True, "last", False, None, "end_token_id"),
+        Family("llama", "LlamaBackbone", True, "last", False, "start_token_id", "end_token_id"),
+        Family("llama3", "Llama3Backbone", True, "last", False, "start_token_id", "end_token_id"),
+        Family(
+            "mistral", "MistralBackbone", True, "last", False, "start_token_id", "end_token_id",
+        ),
+        Family("gemma", "GemmaBackbone", True, "last", False, "start_token_id", "end_token_id"),
+        # XLNet: `a <sep> <cls>` / `a <sep> b <sep> <cls>`, segments 0, 1 and 2
+        # for `<cls>`, padded on the left and read at `<cls>`, as HF does.
+        Family(
+            "xlnet", "XLNetBackbone", False, "last", True, None, "sep_token_id",
+            padding_side="left", end="cls_token_id", end_segment_id=2,
+        ),
     ]
 }
 

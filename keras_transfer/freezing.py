@@ -103,13 +103,44 @@ def _check_layer(model, function):
         )
 
 
+def _declared_blocks(backbone):
+    """The backbone's own `transformer_layers` list, flattened, if it has one.
+
+    KerasHub backbones keep their blocks there, bottom first. ALBERT keeps
+    a list of groups, each a list of layers that every depth of the group
+    reuses: its blocks are the distinct layers, fewer than `num_layers`.
+    """
+    declared = getattr(backbone, "transformer_layers", None)
+    if not isinstance(declared, (list, tuple)):
+        return None
+    found = []
+
+    def flatten(items):
+        for item in items:
+            if isinstance(item, (list, tuple)):
+                flatten(item)
+            elif isinstance(item, keras.layers.Layer) and item not in found:
+                found.append(item)
+
+    flatten(declared)
+    direct = backbone.layers
+    if not found or not all(any(layer is d for d in direct) for layer in found):
+        return None
+    return found
+
+
 def blocks(backbone):
     """The transformer blocks of a backbone, bottom first.
 
-    Blocks are found as the sub-layers named `<prefix>_<i>` whose count
-    equals the backbone's `num_layers` (KerasHub names them
-    `transformer_layer_0`, `transformer_layer_1`, …).
+    A KerasHub backbone lists them in its `transformer_layers` attribute
+    (for ALBERT, whose blocks share weights across depths, these are the
+    distinct blocks). Otherwise blocks are found as the sub-layers named
+    `<prefix>_<i>` whose count equals the backbone's `num_layers` (KerasHub
+    names them `transformer_layer_0`, `decoder_block_0`, …).
     """
+    declared = _declared_blocks(backbone)
+    if declared is not None:
+        return declared
     groups = {}
     for layer in backbone.layers:
         match = re.fullmatch(r"(.*?)_?(\d+)", layer.name)

@@ -12,13 +12,14 @@ class Pooling(keras.layers.Layer):
 
     Args:
         mode: one of
-            - `"cls"`: the first token's features (BERT's `[CLS]`);
+            - `"cls"`: the first token's features (BERT's `[CLS]`); with a
+              padding mask, the first non-padding token's;
             - `"pooled"`: the backbone's own pooled output (BERT's tanh
               pooler); needs a backbone that returns `pooled_output`;
             - `"mean"`: the average over non-padding tokens;
             - `"max"`: the element-wise maximum over non-padding tokens;
             - `"last"`: the last non-padding token, the summary position of
-              a decoder such as GPT-2 (padding must be on the right).
+              a decoder such as GPT-2 (padding may be on either side).
             Defaults to `"cls"`.
 
     Call arguments:
@@ -61,7 +62,11 @@ class Pooling(keras.layers.Layer):
             return features["pooled_output"]
         x = self._sequence(features)  # (B, T, H)
         if self.mode == "cls":
-            return x[:, 0, :]
+            if padding_mask is None:
+                return x[:, 0, :]
+            # The first real token: position 0 unless padding is on the left.
+            first = ops.argmax(ops.cast(padding_mask, "int32"), axis=1)
+            return ops.take_along_axis(x, first[:, None, None], axis=1)[:, 0, :]
         if padding_mask is None:
             raise ValueError(
                 f"Pooling({self.mode!r}) needs the padding mask: call it as "
@@ -75,8 +80,10 @@ class Pooling(keras.layers.Layer):
         if self.mode == "max":
             lowest = ops.cast(-1e9, x.dtype) if x.dtype != "float16" else -6e4
             return ops.max(ops.where(mask[:, :, None] > 0, x, lowest), axis=1)
-        # "last": index of the last real token; padding is on the right.
-        last = ops.maximum(ops.sum(ops.cast(padding_mask, "int32"), axis=1) - 1, 0)
+        # "last": the highest position holding a real token, whichever side
+        # the padding is on.
+        positions = ops.arange(ops.shape(x)[1], dtype="int32")[None, :]
+        last = ops.max(ops.where(padding_mask, positions, 0), axis=1)
         return ops.take_along_axis(x, last[:, None, None], axis=1)[:, 0, :]
 
     def compute_output_shape(self, features_shape, padding_mask_shape=None):

@@ -2,8 +2,10 @@
 
 `TextPreprocessor` wraps a KerasHub tokenizer (the source of truth for the
 vocabulary, saved with the model) and packs token ids the way the backbone's
-family expects: start token, separators, segment ids. It works in two stages
-so that data pipelines can tokenize once and pad per batch:
+family expects (`keras_transfer.families`): start token, separators, segment
+ids, padding id and side, exactly as KerasHub's own preprocessor for the
+family packs them. It works in two stages so that data pipelines can
+tokenize once and pad per batch:
 
 - `tokenize(texts)` returns one packed, unpadded id array per example;
 - `collate(packed)` pads a batch to its longest member and builds the masks.
@@ -13,7 +15,9 @@ Calling the preprocessor on a list of strings does both.
 WordPiece vocabularies are tokenized with HuggingFace `tokenizers` (Rust,
 already a KerasHub dependency) using BERT's normalizer: 15x faster than
 KerasHub's pure-Python path and identical to HF transformers' ids. Byte-pair
-tokenizers already run on `tokenizers` inside KerasHub.
+tokenizers already run on `tokenizers` inside KerasHub, and SentencePiece
+ones (ALBERT, DeBERTaV3, XLM-RoBERTa, Llama, Mistral, Gemma) on the
+`sentencepiece` package; neither needs TensorFlow.
 """
 
 import keras
@@ -73,6 +77,44 @@ def check_texts(texts, name="x"):
     return texts
 
 
+def _valid_unicode(text):
+    """`text`, with lone surrogates (from `errors="surrogateescape"`
+    decoding, say), which tokenizers cannot encode, replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _ids_without_typed_specials(tokenizer, texts):
+    """Token ids where special tokens typed in the text stay plain text.
+
+    KerasHub's byte-pair tokenizers map the string "<|endoftext|>" inside a
+    text to the special token itself, so user text could inject control
+    tokens. Each occurrence is tokenized in two halves instead, which
+    byte-level BPE spells with ordinary tokens.
+    """
+    specials = [s for s in getattr(tokenizer, "special_tokens", None) or [] if len(s) > 1]
+    if not specials or not any(s in text for text in texts for s in specials):
+        return [np.asarray(ids, dtype="int32") for ids in tokenizer(texts)]
+    import re
+
+    pattern = re.compile("(" + "|".join(re.escape(s) for s in specials) + ")")
+    pieces, owners = [], []
+    for i, text in enumerate(texts):
+        for part in pattern.split(text):
+            halves = [part[:-1], part[-1:]] if part in specials else [part]
+            for half in halves:
+                if half:
+                    pieces.append(half)
+                    owners.append(i)
+    ids = [[] for _ in texts]
+    for owner, piece_ids in zip(owners, tokenizer(pieces) if pieces else []):
+        ids[owner].extend(np.asarray(piece_ids).tolist())
+    return [np.asarray(row, dtype="int32") for row in ids]
+
+
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class TextPreprocessor(keras_hub.models.Preprocessor):
     """Tokenizes and packs raw text for a KerasHub backbone.
@@ -121,6 +163,13 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
     def family(self):
         return FAMILIES[self.backbone_class]
 
+    @property
+    def pad_id(self):
+        """The id at padding positions (hidden by the padding mask)."""
+        attribute = self.family.pad
+        pad_id = getattr(self.tokenizer, attribute, None) if attribute else None
+        return 0 if pad_id is None else int(pad_id)
+
     # Tokenizing ---------------------------------------------------------
 
     def _fast_wordpiece(self):
@@ -152,17 +201,18 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
         """Tokenizes strings into lists of ids, without special tokens."""
         if not texts:
             return []
+        texts = [_valid_unicode(text) for text in texts]
         if isinstance(self.tokenizer, keras_hub.tokenizers.WordPieceTokenizer):
             encodings = self._fast_wordpiece().encode_batch(
                 texts, add_special_tokens=False
             )
             return [np.asarray(e.ids, dtype="int32") for e in encodings]
-        return [np.asarray(ids, dtype="int32") for ids in self.tokenizer(texts)]
+        return _ids_without_typed_specials(self.tokenizer, texts)
 
     def _special(self, attribute):
-        if attribute is None:
-            return []
-        return [getattr(self.tokenizer, attribute)]
+        """`[id]` of a special token, or `[]` where the tokenizer has none."""
+        token_id = getattr(self.tokenizer, attribute, None) if attribute else None
+        return [] if token_id is None else [int(token_id)]
 
     def tokenize(self, texts):
         """Packs each text (or text pair) into an unpadded id array.
@@ -184,18 +234,22 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
             )
         start = self._special(self.family.start)
         sep = self._special(self.family.sep)
+        # A token after the last separator (XLNet's `<cls>`), in its own segment.
+        end = self._special(self.family.end)
+        end_segments = np.full(len(end), self.family.end_segment_id, "int32")
         if not pairs:
-            budget = self.sequence_length - len(start) - len(sep)
+            budget = self.sequence_length - len(start) - len(sep) - len(end)
             packed = []
             for ids in self.token_ids(texts):
                 ids = truncate(ids, budget, self.truncation)
-                tokens = np.concatenate([start, ids, sep]).astype("int32")
-                packed.append((tokens, np.zeros_like(tokens)))
+                tokens = np.concatenate([start, ids, sep, end]).astype("int32")
+                segments = np.zeros(len(tokens) - len(end), "int32")
+                packed.append((tokens, np.concatenate([segments, end_segments])))
             return packed
         first = self.token_ids([a for a, _ in texts])
         second = self.token_ids([b for _, b in texts])
         middle = sep * self.family.pair_sep_repeat
-        budget = self.sequence_length - len(start) - len(middle) - len(sep)
+        budget = self.sequence_length - len(start) - len(middle) - len(sep) - len(end)
         packed = []
         for a, b in zip(first, second):
             # Longest first: trim the longer text until both fit.
@@ -205,8 +259,8 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
             b = truncate(b, keep_b, self.truncation)
             seg_a = np.zeros(len(start) + len(a) + len(middle), "int32")
             seg_b = np.ones(len(b) + len(sep), "int32")
-            tokens = np.concatenate([start, a, middle, b, sep]).astype("int32")
-            packed.append((tokens, np.concatenate([seg_a, seg_b])))
+            tokens = np.concatenate([start, a, middle, b, sep, end]).astype("int32")
+            packed.append((tokens, np.concatenate([seg_a, seg_b, end_segments])))
         return packed
 
     def collate(self, packed):
@@ -214,16 +268,19 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
 
         Returns the dictionary the backbone reads: `token_ids`,
         `padding_mask` and, for families that take them, `segment_ids`.
+        Padding goes after the text, or before it for families whose
+        `padding_side` is `"left"`.
         """
         length = max(len(tokens) for tokens, _ in packed)
-        pad_id = getattr(self.tokenizer, "pad_token_id", None) or 0
-        token_ids = np.full((len(packed), length), pad_id, dtype="int32")
+        token_ids = np.full((len(packed), length), self.pad_id, dtype="int32")
         segment_ids = np.zeros((len(packed), length), dtype="int32")
         padding_mask = np.zeros((len(packed), length), dtype="bool")
+        left = self.family.padding_side == "left"
         for row, (tokens, segments) in enumerate(packed):
-            token_ids[row, : len(tokens)] = tokens
-            segment_ids[row, : len(tokens)] = segments
-            padding_mask[row, : len(tokens)] = True
+            span = slice(length - len(tokens), length) if left else slice(0, len(tokens))
+            token_ids[row, span] = tokens
+            segment_ids[row, span] = segments
+            padding_mask[row, span] = True
         batch = {"token_ids": token_ids, "padding_mask": padding_mask}
         if self.family.segment_ids:
             batch["segment_ids"] = segment_ids

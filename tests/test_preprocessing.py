@@ -295,7 +295,7 @@ def test_empty_batch_has_a_clear_error(bert):
     assert "max()" not in str(info.value)
 
 
-@pytest.mark.parametrize("backbone_class", ["RobertaBackbone", "bert", "", "DistilBertBackbone"])
+@pytest.mark.parametrize("backbone_class", ["OPTBackbone", "bert", "", "FNetBackbone"])
 def test_unknown_backbone_class(bert, backbone_class):
     with raises(ValueError, "does not support backbones", "Supported families", "gpt2 (GPT2Backbone)"):
         kt.TextPreprocessor(bert[1].tokenizer, backbone_class)
