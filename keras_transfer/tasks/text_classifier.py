@@ -7,7 +7,8 @@ from keras_transfer import freezing
 from keras_transfer.backbones import DEFAULT_SEQUENCE_LENGTH, load_backbone
 from keras_transfer.families import family_of
 from keras_transfer.layers import Pooling
-from keras_transfer.tasks.base import Task
+from keras_transfer.metrics.classification import classification_report
+from keras_transfer.tasks.base import Task, _is_text_data
 
 
 def _check_freeze(freeze):
@@ -29,6 +30,135 @@ def apply_freeze(model, freeze):
         freezing.unfreeze(model)
     else:
         freezing.unfreeze(model, top=freeze)
+
+
+def check_label_names(label_names, count, count_name="num_classes", minimum=2, what="class"):
+    """Validates a task's `label_names` against its size argument.
+
+    Returns `(label_names, count)`: the names as a list of strings (or
+    `None`) and the size, taken from the names when it was left out.
+    """
+    if isinstance(label_names, str):
+        raise ValueError(
+            f"Expected `label_names` to be a list of {what} names. Received "
+            f"the single string {label_names!r}; wrap the names in a list."
+        )
+    if label_names is not None:
+        label_names = [str(name) for name in label_names]
+        if len(set(label_names)) != len(label_names):
+            raise ValueError(f"`label_names` has duplicates: {label_names}.")
+        if count is None:
+            count = len(label_names)
+        elif count != len(label_names):
+            raise ValueError(
+                f"{count_name}={count} but {len(label_names)} label "
+                f"names were given ({label_names}). Give one name per {what}."
+            )
+    if isinstance(count, bool) or not isinstance(count, int) or count < minimum:
+        binary = " (a binary task has 2 classes)" if minimum == 2 else ""
+        raise ValueError(
+            f"Expected `{count_name}` to be an integer of at least {minimum}"
+            f"{binary}, or `label_names`. Received: {count_name}={count!r}"
+        )
+    return label_names, count
+
+
+def check_head_arguments(hidden_units, dropout):
+    """Validates the head's `hidden_units` and `dropout`; returns the units as a tuple."""
+    if isinstance(hidden_units, int):
+        hidden_units = (hidden_units,)
+    hidden_units = tuple(hidden_units)
+    if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in hidden_units):
+        raise ValueError(
+            "Expected `hidden_units` to be positive integers. "
+            f"Received: hidden_units={hidden_units!r}"
+        )
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"Expected `dropout` in [0, 1). Received: dropout={dropout!r}")
+    return hidden_units
+
+
+def resolve_pooling(backbone, pooling):
+    """The pooling a head over `backbone` uses: `pooling`, or the default."""
+    family = family_of(backbone)
+    if pooling is None:
+        pooling = getattr(backbone, "_kt_default_pooling", None) or family.default_pooling
+    if pooling == "pooled" and family.pooler is None:
+        raise ValueError(
+            f"pooling='pooled' needs a backbone with its own pooler; "
+            f"{type(backbone).__name__} ({family.name}) has none. Use "
+            "'cls', 'mean', 'max' or 'last'."
+        )
+    return pooling
+
+
+def pooled_head(backbone, units, pooling, hidden_units, dropout, activation=None, name="logits"):
+    """The functional graph of a sentence-level task.
+
+    backbone → `Pooling` (named `"pooling"`, the layer whose output feature
+    caching keeps) → for each hidden size, dropout and a GELU `Dense` →
+    dropout → `Dense(units, activation)` named `name`. The head computes
+    in the backbone's dtype policy.
+
+    Returns `(inputs, outputs)` for `keras.Model(inputs, outputs)`.
+    """
+    inputs = backbone.input
+    features = backbone(inputs)
+    dtype = backbone.dtype_policy  # the head computes as the backbone does
+    x = Pooling(pooling, dtype=dtype, name="pooling")(features, inputs["padding_mask"])
+    for i, size in enumerate(hidden_units):
+        x = keras.layers.Dropout(dropout, dtype=dtype, name=f"head_dropout_{i}")(x)
+        x = keras.layers.Dense(size, activation="gelu", dtype=dtype, name=f"head_dense_{i}")(x)
+    x = keras.layers.Dropout(dropout, dtype=dtype, name="output_dropout")(x)
+    outputs = keras.layers.Dense(units, activation=activation, dtype=dtype, name=name)(x)
+    return inputs, outputs
+
+
+def task_from_preset(
+    cls,
+    preset,
+    freeze=True,
+    sequence_length=DEFAULT_SEQUENCE_LENGTH,
+    truncation="head",
+    load_weights=True,
+    dtype=None,
+    **kwargs,
+):
+    """Loads a backbone and its preprocessor, builds `cls` over them, freezes.
+
+    The shared body of every sentence-level task's `from_preset`: `kwargs`
+    go to `cls(...)`; the model is compiled after freezing (the default
+    learning rate depends on it) unless `compile=False`.
+    """
+    _check_freeze(freeze)
+    backbone, preprocessor = load_backbone(
+        preset,
+        sequence_length=sequence_length,
+        truncation=truncation,
+        load_weights=load_weights,
+        dtype=dtype,
+    )
+    compile = kwargs.pop("compile", True)
+    model = cls(backbone=backbone, preprocessor=preprocessor, compile=False, **kwargs)
+    apply_freeze(model, freeze)
+    if compile:
+        model.compile()  # after freezing: the default rate depends on it
+    return model
+
+
+def _texts_and_labels(model, x, y):
+    """`(texts, labels)` of a report's input: a TextData or texts with `y`."""
+    if _is_text_data(x):
+        if y is not None:
+            raise ValueError(
+                "`x` is a TextData that already holds its labels; do not pass `y` as well."
+            )
+        return x.texts, model._map_label_names(x.labels, getattr(x, "label_names", None))
+    if y is None:
+        raise ValueError(
+            "`report` needs the true labels: pass `y`, or a TextData with labels."
+        )
+    return x, y
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -80,60 +210,12 @@ class TextClassifier(Task):
         compile=True,
         **kwargs,
     ):
-        family = family_of(backbone)
-        if isinstance(label_names, str):
-            raise ValueError(
-                f"Expected `label_names` to be a list of class names. Received "
-                f"the single string {label_names!r}; wrap the names in a list."
-            )
-        if label_names is not None:
-            label_names = [str(name) for name in label_names]
-            if len(set(label_names)) != len(label_names):
-                raise ValueError(f"`label_names` has duplicates: {label_names}.")
-            if num_classes is None:
-                num_classes = len(label_names)
-            elif num_classes != len(label_names):
-                raise ValueError(
-                    f"num_classes={num_classes} but {len(label_names)} label "
-                    f"names were given ({label_names}). Give one name per class."
-                )
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(
-                "Expected `num_classes` to be an integer of at least 2 (a "
-                "binary task has 2 classes), or `label_names`. Received: "
-                f"num_classes={num_classes!r}"
-            )
-        if isinstance(hidden_units, int):
-            hidden_units = (hidden_units,)
-        hidden_units = tuple(hidden_units)
-        if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in hidden_units):
-            raise ValueError(
-                "Expected `hidden_units` to be positive integers. "
-                f"Received: hidden_units={hidden_units!r}"
-            )
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"Expected `dropout` in [0, 1). Received: dropout={dropout!r}")
-        if pooling is None:
-            pooling = getattr(backbone, "_kt_default_pooling", None) or family.default_pooling
-        if pooling == "pooled" and family.pooler is None:
-            raise ValueError(
-                f"pooling='pooled' needs a backbone with its own pooler; "
-                f"{type(backbone).__name__} ({family.name}) has none. Use "
-                "'cls', 'mean', 'max' or 'last'."
-            )
+        label_names, num_classes = check_label_names(label_names, num_classes)
+        hidden_units = check_head_arguments(hidden_units, dropout)
+        pooling = resolve_pooling(backbone, pooling)
 
         # === Functional graph ===
-        inputs = backbone.input
-        features = backbone(inputs)
-        dtype = backbone.dtype_policy  # the head computes as the backbone does
-        x = Pooling(pooling, dtype=dtype, name="pooling")(features, inputs["padding_mask"])
-        for i, units in enumerate(hidden_units):
-            x = keras.layers.Dropout(dropout, dtype=dtype, name=f"head_dropout_{i}")(x)
-            x = keras.layers.Dense(units, activation="gelu", dtype=dtype, name=f"head_dense_{i}")(x)
-        x = keras.layers.Dropout(dropout, dtype=dtype, name="output_dropout")(x)
-        outputs = keras.layers.Dense(
-            num_classes, activation=activation, dtype=dtype, name="logits"
-        )(x)
+        inputs, outputs = pooled_head(backbone, num_classes, pooling, hidden_units, dropout, activation)
         super().__init__(
             inputs=inputs,
             outputs=outputs,
@@ -186,27 +268,18 @@ class TextClassifier(Task):
             **kwargs: the head's arguments (`pooling`, `hidden_units`,
                 `dropout`, `activation`).
         """
-        _check_freeze(freeze)
-        backbone, preprocessor = load_backbone(
+        return task_from_preset(
+            cls,
             preset,
+            freeze=freeze,
             sequence_length=sequence_length,
             truncation=truncation,
             load_weights=load_weights,
             dtype=dtype,
-        )
-        compile = kwargs.pop("compile", True)
-        model = cls(
-            backbone=backbone,
             num_classes=num_classes,
             label_names=label_names,
-            preprocessor=preprocessor,
-            compile=False,
             **kwargs,
         )
-        apply_freeze(model, freeze)
-        if compile:
-            model.compile()  # after freezing: the default rate depends on it
-        return model
 
     # Labels -----------------------------------------------------------------
 
@@ -304,6 +377,36 @@ class TextClassifier(Task):
         if self.label_names is None:
             return ids
         return [self.label_names[i] for i in ids]
+
+    def report(self, x, y=None, batch_size=None, **kwargs):
+        """Scores the model on labelled texts: a `ClassificationReport`.
+
+        Args:
+            x: texts (or text pairs), or a `TextData` with labels.
+            y: the true labels (class ids or names) when `x` is texts.
+                Defaults to `None`.
+            batch_size: examples per batch. Defaults to `None` (32).
+            **kwargs: passed to `predict` (for example `verbose=0`).
+
+        Returns:
+            A `kt.metrics.ClassificationReport`: accuracy, per-class
+            precision, recall, F1 and support, macro F1, the confusion
+            matrix; `print` it, call `to_dict()` or
+            `plot_confusion_matrix(path)`.
+
+        Example:
+        ```python
+        report = model.report(test_texts, test_labels, verbose=0)
+        print(report)
+        report.plot_confusion_matrix("confusion.png")
+        ```
+        """
+        texts, labels = _texts_and_labels(self, x, y)
+        labels = self._check_labels(labels)
+        predicted = np.argmax(self.predict(texts, batch_size=batch_size, **kwargs), axis=-1)
+        return classification_report(
+            labels, predicted, label_names=self.label_names, num_classes=self.num_classes
+        )
 
     def get_config(self):
         config = super().get_config()
