@@ -1,0 +1,230 @@
+"""Word-level tagged data (NER, POS): `TaggedData` and the CoNLL reader.
+
+`TaggedData` holds sentences as lists of words and, optionally, one tag
+per word, with the tag names; `kt.TokenClassifier`'s `fit`, `evaluate`,
+`predict_tags` and `report` take it as they take a `TextData`.
+
+`read_conll` reads the CoNLL column format: one word per line with its
+columns separated by whitespace (the word first, the tag last by
+default), a blank line between sentences, `-DOCSTART-` lines skipped.
+CoNLL-2003 (`EU NNP B-NP B-ORG`) reads with the defaults; its POS tags with
+`tag_column=1`. Files ending in `.gz` are decompressed on the fly.
+
+Pure Python: importing this module does not import Keras.
+"""
+
+import dataclasses
+import gzip
+import os
+from pathlib import Path
+
+
+def _describe(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def sort_tags(tags):
+    """Tag names in a stable, readable order: `O` first, then by entity type
+    and prefix (`B-LOC`, `I-LOC`, `B-PER`, …); other tags alphabetically."""
+    order = {"B": 0, "I": 1, "E": 2, "S": 3}
+
+    def key(tag):
+        if tag == "O":
+            return (0, "", 0, tag)
+        if len(tag) > 2 and tag[1] == "-" and tag[0] in order:
+            return (1, tag[2:], order[tag[0]], tag)
+        return (2, tag, 0, tag)
+
+    return sorted(set(tags), key=key)
+
+
+@dataclasses.dataclass(repr=False)
+class TaggedData:
+    """Sentences as word lists, with optional word-level tags.
+
+    Args:
+        words: a list of sentences, each a list of `str` words.
+        tags: `None` (untagged), or one list of `str` tags per sentence,
+            each as long as its sentence. Defaults to `None`.
+        tag_names: the tag names; tag id `i` is `tag_names[i]`. Defaults to
+            `None`: the tags found in `tags`, `O` first, then by entity type.
+        source: where the data came from, for messages. Defaults to
+            `"<in memory>"`.
+
+    Example:
+    ```python
+    data = kt.datasets.TaggedData(
+        [["EU", "rejects", "German", "call"]], [["B-ORG", "O", "B-MISC", "O"]]
+    )
+    data.tag_names  # ['O', 'B-MISC', 'B-ORG']
+    ```
+    """
+
+    words: list
+    tags: list | None = None
+    tag_names: list | None = None
+    source: str = "<in memory>"
+
+    def __post_init__(self):
+        self.source = str(self.source)
+        self.words = check_sentences(self.words, "words", self.source)
+        if not self.words:
+            raise ValueError(
+                f"expected at least one sentence, but the source is empty "
+                f"(source={self.source}). Check the path or filter that produced it."
+            )
+        if self.tags is not None:
+            self.tags = check_tags(self.words, self.tags, "tags", self.source)
+            found = sort_tags(tag for sentence in self.tags for tag in sentence)
+            if self.tag_names is None:
+                self.tag_names = found
+        if self.tag_names is not None:
+            if isinstance(self.tag_names, str):
+                raise ValueError("expected `tag_names` to be a list of str, got a single string.")
+            self.tag_names = [str(name) for name in self.tag_names]
+            if len(set(self.tag_names)) != len(self.tag_names):
+                raise ValueError(f"`tag_names` has duplicates: {self.tag_names}.")
+            if self.tags is not None:
+                unknown = sorted(set(found) - set(self.tag_names))
+                if unknown:
+                    raise ValueError(
+                        f"tags {unknown[:5]} are not in tag_names {self.tag_names} "
+                        f"(source={self.source}). Add them to tag_names."
+                    )
+
+    def __len__(self):
+        return len(self.words)
+
+    def __repr__(self):
+        tagged = f", {len(self.tag_names)} tag names" if self.tag_names else ""
+        kind = "tagged" if self.tags is not None else "untagged"
+        words = sum(len(sentence) for sentence in self.words)
+        return f"TaggedData({len(self.words)} {kind} sentences, {words} words{tagged}, source={self.source})"
+
+    def take(self, n):
+        """The first `n` sentences, as a new `TaggedData` with the same tag names."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"Expected a positive integer. Received: n={n!r}")
+        return TaggedData(
+            self.words[:n],
+            None if self.tags is None else self.tags[:n],
+            self.tag_names,
+            self.source,
+        )
+
+
+def check_sentences(words, name="x", source=None):
+    """Validates a list of sentences, each a list of `str` words."""
+    where = f" (source={source})" if source else ""
+    if isinstance(words, str) or not isinstance(words, (list, tuple)):
+        raise ValueError(
+            f"Expected `{name}` to be a list of sentences, each a list of "
+            f"words. Received {_describe(words)}{where}. For raw text, use "
+            "`model.predict_entities([...])`."
+        )
+    words = list(words)
+    if words and isinstance(words[0], str):
+        raise ValueError(
+            f"Expected `{name}` to be a list of sentences, each a list of "
+            f"words, but `{name}[0]` is the string {words[0]!r}{where}. For one "
+            f"sentence, wrap it in a list: [[{words[0]!r}, ...]]."
+        )
+    for i, sentence in enumerate(words):
+        if isinstance(sentence, str) or not isinstance(sentence, (list, tuple)):
+            raise ValueError(
+                f"Expected `{name}[{i}]` to be a list of words. Received "
+                f"{_describe(sentence)}{where}."
+            )
+        for j, word in enumerate(sentence):
+            if not isinstance(word, str):
+                raise ValueError(
+                    f"Expected every word to be a str. Received {name}[{i}][{j}]="
+                    f"{_describe(word)} of type {type(word).__name__}{where}."
+                )
+    return [list(sentence) for sentence in words]
+
+
+def check_tags(words, tags, name="y", source=None):
+    """Validates tags against their sentences: one tag per word."""
+    where = f" (source={source})" if source else ""
+    if isinstance(tags, str) or not isinstance(tags, (list, tuple)):
+        raise ValueError(
+            f"Expected `{name}` to be one list of tags per sentence. Received "
+            f"{_describe(tags)}{where}."
+        )
+    tags = list(tags)
+    if len(tags) != len(words):
+        raise ValueError(
+            f"Got {len(words)} sentences but {len(tags)} tag lists in `{name}`"
+            f"{where}. Give one list of tags per sentence."
+        )
+    for i, (sentence, sentence_tags) in enumerate(zip(words, tags)):
+        if isinstance(sentence_tags, str) or not isinstance(sentence_tags, (list, tuple)):
+            raise ValueError(
+                f"Expected `{name}[{i}]` to be a list of tags, one per word. "
+                f"Received {_describe(sentence_tags)}{where}."
+            )
+        if len(sentence_tags) != len(sentence):
+            raise ValueError(
+                f"Sentence {i} has {len(sentence)} words but {len(sentence_tags)} "
+                f"tags in `{name}`{where}: {_describe(sentence)} / "
+                f"{_describe(sentence_tags)}. Give exactly one tag per word."
+            )
+    return [list(sentence_tags) for sentence_tags in tags]
+
+
+def read_conll(path, tag_column=-1, word_column=0, tag_names=None, encoding="utf-8"):
+    """Reads a file in the CoNLL column format into a `TaggedData`.
+
+    Args:
+        path: the file (`.gz` is decompressed).
+        tag_column: index of the column holding the tag; negative counts
+            from the end. Defaults to `-1` (the last column: NER in
+            CoNLL-2003).
+        word_column: index of the column holding the word. Defaults to `0`.
+        tag_names: the tag names to use, for example a training set's on
+            its test set. Defaults to `None`: the tags found in the file.
+        encoding: the file's text encoding. Defaults to `"utf-8"`.
+
+    Returns:
+        A `TaggedData`.
+
+    Example:
+    ```python
+    train = kt.datasets.read_conll("conll2003/train.txt")        # NER tags
+    dev = kt.datasets.read_conll("conll2003/valid.txt", tag_names=train.tag_names)
+    pos = kt.datasets.read_conll("conll2003/train.txt", tag_column=1)
+    ```
+    """
+    path = Path(os.fspath(path)).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"No CoNLL file at {str(path)!r}. Check the path.")
+    opener = gzip.open if path.suffix == ".gz" else open
+    words, tags, sentence, sentence_tags = [], [], [], []
+    with opener(path, "rt", encoding=encoding) as lines:
+        for number, line in enumerate(lines, start=1):
+            columns = line.split()
+            if not columns or columns[0] == "-DOCSTART-":
+                if sentence:
+                    words.append(sentence)
+                    tags.append(sentence_tags)
+                    sentence, sentence_tags = [], []
+                continue
+            try:
+                word, tag = columns[word_column], columns[tag_column]
+            except IndexError:
+                raise ValueError(
+                    f"{path}:{number} has {len(columns)} columns ({line.strip()!r}), "
+                    f"too few for word_column={word_column} and tag_column="
+                    f"{tag_column}. Check the columns, or the blank lines "
+                    "between sentences."
+                ) from None
+            sentence.append(word)
+            sentence_tags.append(tag)
+    if sentence:
+        words.append(sentence)
+        tags.append(sentence_tags)
+    if not words:
+        raise ValueError(f"{str(path)!r} holds no sentences. Is it a CoNLL file?")
+    return TaggedData(words, tags, tag_names, source=str(path))
