@@ -1,0 +1,106 @@
+"""Parallel text, for translation and other text-to-text tasks."""
+
+import dataclasses
+import os
+import pathlib
+
+
+@dataclasses.dataclass
+class ParallelData:
+    """Aligned source and target texts.
+
+    Args:
+        sources: the source strings.
+        targets: the target strings, one per source.
+        source: where the data came from; used in messages. Defaults to
+            `"<in memory>"`.
+    """
+
+    sources: list
+    targets: list
+    source: str = "<in memory>"
+
+    def __post_init__(self):
+        self.sources, self.targets = list(self.sources), list(self.targets)
+        if len(self.sources) != len(self.targets):
+            raise ValueError(
+                f"{self.source}: {len(self.sources)} sources but {len(self.targets)} "
+                "targets. Parallel files must have one line per sentence, aligned."
+            )
+        for name, texts in (("sources", self.sources), ("targets", self.targets)):
+            for i, text in enumerate(texts):
+                if not isinstance(text, str):
+                    raise ValueError(
+                        f"{self.source}: {name}[{i}] is {text!r} of type "
+                        f"{type(text).__name__}; expected a string."
+                    )
+
+    def __len__(self):
+        return len(self.sources)
+
+    def take(self, n):
+        """The first `n` pairs."""
+        return ParallelData(self.sources[:n], self.targets[:n], self.source)
+
+    def __repr__(self):
+        return f"ParallelData({len(self)} pairs from {self.source})"
+
+
+def read_parallel(source_path, target_path, skip_empty=True):
+    """Reads two aligned text files, one sentence a line.
+
+    Args:
+        source_path: file of source sentences (UTF-8).
+        target_path: file of target sentences, aligned by line.
+        skip_empty: drop pairs where both lines are empty (a trailing blank
+            line, as in Multi30k's train and val files). A pair with one
+            side empty is an alignment error and raises. Defaults to `True`.
+
+    Returns:
+        A `ParallelData`.
+    """
+    paths = [pathlib.Path(os.path.expanduser(os.fspath(p))) for p in (source_path, target_path)]
+    lines = []
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"No file at {str(path)!r}. Check the path.")
+        lines.append(path.read_text(encoding="utf-8").split("\n"))
+    sources, targets = lines
+    if sources and sources[-1] == "" and targets and targets[-1] == "":
+        sources, targets = sources[:-1], targets[:-1]
+    if len(sources) != len(targets):
+        raise ValueError(
+            f"{str(paths[0])!r} has {len(sources)} lines but {str(paths[1])!r} has "
+            f"{len(targets)}: the files are not aligned."
+        )
+    pairs = []
+    for number, (s, t) in enumerate(zip(sources, targets), start=1):
+        if skip_empty and not s.strip() and not t.strip():
+            continue
+        if not s.strip() or not t.strip():
+            raise ValueError(
+                f"Line {number} is empty on one side only ({s!r} / {t!r}): the "
+                "files are misaligned there."
+            )
+        pairs.append((s.strip(), t.strip()))
+    return ParallelData([s for s, _ in pairs], [t for _, t in pairs], f"{paths[0]} / {paths[1].name}")
+
+
+def multi30k(path, split="train", source_language="en", target_language="de"):
+    """The Multi30k English–German data set from a local folder.
+
+    Args:
+        path: the folder holding `train.en`, `train.de`, `val.*`, `test.*`.
+        split: `"train"`, `"val"` or `"test"`. Defaults to `"train"`.
+        source_language: `"en"` or `"de"`. Defaults to `"en"`.
+        target_language: the other one. Defaults to `"de"`.
+    """
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"Unknown split {split!r}. Expected 'train', 'val' or 'test'.")
+    if {source_language, target_language} != {"en", "de"}:
+        raise ValueError(
+            "Multi30k pairs English ('en') with German ('de'). Received "
+            f"source_language={source_language!r}, target_language={target_language!r}."
+        )
+    folder = pathlib.Path(os.path.expanduser(os.fspath(path)))
+    return read_parallel(folder / f"{split}.{source_language}", folder / f"{split}.{target_language}")
