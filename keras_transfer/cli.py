@@ -4,6 +4,7 @@
     keras-transfer fit --data ../shared/data/aclImdb.tar.gz --max-train 2000
     keras-transfer predict --model imdb-classifier.keras "A moving film."
     keras-transfer presets --family bert
+    torchrun --nproc_per_node=8 -m keras_transfer.cli fit --batch-size 256   # data-parallel
 
 With no model or data options `fit` runs on an embedded default that needs no
 download: the pretrained all-MiniLM-L6-v2 checkpoint from the
@@ -12,6 +13,8 @@ with keras_transfer.
 """
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 
@@ -57,7 +60,7 @@ def _parser():
     fit.add_argument("--max-train", type=int, help="train on a class-balanced subset of this size")
     fit.add_argument("--max-test", type=int, help="evaluate on a class-balanced subset of this size")
     fit.add_argument("--epochs", type=int, default=20, help="epochs (default: 20; cheap on cached features)")
-    fit.add_argument("--batch-size", type=int, default=32)
+    fit.add_argument("--batch-size", type=int, default=32, help="examples per step; under torchrun, over all processes (default: 32)")
     fit.add_argument("--sequence-length", type=int, default=256)
     fit.add_argument("--truncation", default="head", choices=["head", "tail", "head+tail"])
     fit.add_argument("--freeze", type=_freeze_arg, default=True, help="'all' (default), 'none', or N top blocks to train")
@@ -77,6 +80,18 @@ def _parser():
 
 
 def _fit(args):
+    import keras_transfer as kt
+
+    # Under torchrun every process trains its share of each batch (see
+    # kt.distributed); rank 0 alone prints and writes the files.
+    kt.distributed.initialize()
+    if kt.distributed.is_main_process():
+        return _fit_and_report(args)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        return _fit_and_report(args)
+
+
+def _fit_and_report(args):
     import keras
 
     import keras_transfer as kt
@@ -107,7 +122,10 @@ def _fit(args):
     model.compile(learning_rate=args.learning_rate)
     for line in model.describe_freezing():
         print(line)
-    model.fit(train, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, verbose=2)
+    history = model.fit(
+        train, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, verbose=2,
+        callbacks=[kt.callbacks.LearningRateLogger()],
+    )
     metrics = model.evaluate(test, batch_size=args.batch_size, return_dict=True, verbose=2)
     model.save(args.output)
     elapsed = time.perf_counter() - started
@@ -116,6 +134,20 @@ def _fit(args):
         f"{len(test)} reviews · trained on {len(train)} · {elapsed:.0f} s in all"
     )
     print(f"Saved the model to {args.output}")
+    if not kt.distributed.is_main_process():
+        return
+    curves = _curves_path(args.output)
+    try:
+        kt.plot_history(history, path=curves)
+        print(f"Saved the training curves to {curves}")
+    except ImportError:
+        print("Training curves skipped: `pip install matplotlib` to get them.")
+
+
+def _curves_path(output):
+    """`imdb-classifier.keras` -> `imdb-classifier.curves.png`, beside the model."""
+    root = output[: -len(".keras")] if output.endswith(".keras") else output
+    return root + ".curves.png"
 
 
 def _predict(args):

@@ -37,6 +37,9 @@ def test_fit_then_predict_on_a_tiny_preset(bert_preset, tmp_path, capsys):
     assert "Test accuracy:" in out and "on 16 reviews" in out
     assert "Frozen: " in out and "frozen whole" in out
     assert output.is_file()
+    curves = tmp_path / "model.curves.png"  # the training curves, beside the model
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"Saved the training curves to {curves}" in out
 
     cli.main(["predict", "--model", str(output), "a good film", "a bad film"])
     lines = capsys.readouterr().out.strip().splitlines()

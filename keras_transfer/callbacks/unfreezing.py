@@ -1,0 +1,152 @@
+"""Gradual unfreezing (ULMFiT): one more block trains every K epochs or steps."""
+
+import keras
+
+from keras_transfer import freezing
+from keras_transfer.optimizers import add_variables
+
+_UNITS = ("epoch", "step")
+
+
+class GradualUnfreezing(keras.callbacks.Callback):
+    """Unfreezes one more transformer block from the top every `every` units.
+
+    Howard & Ruder's gradual unfreezing: train the head on the frozen
+    backbone first, then let the top block train too, then the one below,
+    and so on, so that the fresh head does not wreck the pretrained blocks
+    while it is still random. Stage `s` (`s = epochs or steps done in this
+    fit // every`) trains the top `initial + s` blocks, where `initial` is
+    what trained when `fit` began (0 for a frozen backbone), up to
+    `max_blocks`. With `embeddings=True` one last stage unfreezes the
+    embeddings as well.
+
+    The optimizer keeps its state: when blocks start to train, it is
+    rebuilt on the new set of trainable weights with the momentums and
+    velocities of the weights that already trained copied over
+    (`kt.optimizers.add_variables`); the new weights start from zero state,
+    as in a fresh optimizer. The iteration count and the learning-rate
+    schedule go on unchanged, so compile with a rate suited to fine-tuning
+    (for example `model.compile(learning_rate=1e-4, layer_decay=0.8)`).
+
+    Each epoch's log (and so `history.history`) gets `unfrozen_blocks`:
+    how many blocks trained at the end of that epoch. A task model's `fit`
+    does not cache features while this callback runs (the backbone must
+    run each step).
+
+    Args:
+        every: number of units between two unfreezing steps. Defaults to
+            `1`.
+        unit: `"epoch"` or `"step"` (batches). Defaults to `"epoch"`.
+        max_blocks: most blocks to unfreeze, counted from the top. Defaults
+            to `None` (all of them).
+        embeddings: unfreeze the embeddings one stage after the last block.
+            Defaults to `False`.
+        verbose: print a line each time more of the backbone trains.
+            Defaults to `1`.
+
+    Example:
+    ```python
+    model = kt.TextClassifier.from_preset(preset, num_classes=2, freeze=True)
+    model.compile(learning_rate=1e-4)
+    model.fit(train, epochs=4, callbacks=[kt.callbacks.GradualUnfreezing(every=1)])
+    # epoch 1: head only; epoch 2: + top block; epoch 3: + the next; …
+    ```
+    """
+
+    def __init__(self, every=1, unit="epoch", max_blocks=None, embeddings=False, verbose=1):
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(
+                "Expected `every` to be a positive integer (epochs or steps "
+                f"between two unfreezing steps). Received: every={every!r}"
+            )
+        if unit not in _UNITS:
+            raise ValueError(f"Expected `unit` to be one of {_UNITS}. Received: unit={unit!r}")
+        if max_blocks is not None and (
+            isinstance(max_blocks, bool) or not isinstance(max_blocks, int) or max_blocks < 1
+        ):
+            raise ValueError(
+                "Expected `max_blocks` to be a positive integer or None (all "
+                f"blocks). Received: max_blocks={max_blocks!r}"
+            )
+        self.every = every
+        self.unit = unit
+        self.max_blocks = max_blocks
+        self.embeddings = bool(embeddings)
+        self.verbose = verbose
+
+    def _trainable_top(self, backbone):
+        """How many blocks, counted from the top, train now."""
+        if not backbone.trainable:
+            return 0
+        count = 0
+        for block in reversed(freezing.blocks(backbone)):
+            if not block.trainable:
+                break
+            count += 1
+        return count
+
+    def on_train_begin(self, logs=None):
+        backbone = freezing._backbone_of(self.model)
+        if backbone is self.model:
+            raise ValueError(
+                "GradualUnfreezing needs a model with one KerasHub backbone (a "
+                f"keras_transfer task, or a model built over a backbone); "
+                f"{self.model.name} has none."
+            )
+        self._backbone = backbone
+        self._num_blocks = len(freezing.blocks(backbone))
+        self._initial = self._trainable_top(backbone)
+        self._limit = min(self.max_blocks or self._num_blocks, self._num_blocks)
+        self._units_done = 0
+        self._stage = None
+
+    def _apply(self, stage):
+        if stage == self._stage:
+            return
+        self._stage = stage
+        top = min(self._initial + stage, self._limit)
+        embeddings = (
+            self.embeddings
+            and self._limit == self._num_blocks
+            and self._initial + stage > self._num_blocks
+        )
+        if top == 0 or (top == self._trainable_top(self._backbone) and not embeddings):
+            return
+        freezing.unfreeze(self.model, top=top, embeddings=embeddings)
+        optimizer = getattr(self.model, "optimizer", None)
+        new = add_variables(optimizer, self.model.trainable_variables) if optimizer else []
+        if getattr(self.model, "jit_compile", False):
+            # A compiled step was traced for the old set of trainable weights.
+            self.model.make_train_function(force=True)
+        if self.verbose and new:
+            what = f"the top {top} of {self._num_blocks} blocks" + (" and the embeddings" if embeddings else "")
+            print(f"\nGradualUnfreezing: {what} now train ({len(new)} more weights).")
+
+    # Stages change before a unit begins, so none is applied after the last.
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.unit == "step":
+            self._apply(self._units_done // self.every)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.unit == "step":
+            self._units_done += 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.unit == "epoch":
+            self._apply(self._units_done // self.every)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["unfrozen_blocks"] = self._trainable_top(self._backbone)
+        if self.unit == "epoch":
+            self._units_done += 1
+
+    def get_config(self):
+        return {
+            "every": self.every,
+            "unit": self.unit,
+            "max_blocks": self.max_blocks,
+            "embeddings": self.embeddings,
+            "verbose": self.verbose,
+        }

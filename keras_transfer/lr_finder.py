@@ -1,0 +1,270 @@
+"""The learning-rate range test (Smith 2017; fastai's `lr_find`).
+
+Train for a few steps while the learning rate grows exponentially from
+`min_lr` to `max_lr`, record the loss of every step, and pick a rate where
+the loss falls fastest. The model's weights and its optimizer are exactly
+as before afterwards: the sweep runs with a fresh copy of the optimizer,
+and every weight is restored from a snapshot.
+"""
+
+import math
+
+import keras
+import numpy as np
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class ExponentialSweep(keras.optimizers.schedules.LearningRateSchedule):
+    """`min_lr * (max_lr / min_lr) ** (step / (steps - 1))`: the range test's rates.
+
+    Args:
+        min_lr: rate of the first step.
+        max_lr: rate of step `steps - 1` (and after).
+        steps: number of steps of the sweep.
+    """
+
+    def __init__(self, min_lr, max_lr, steps):
+        self.min_lr = float(min_lr)
+        self.max_lr = float(max_lr)
+        self.steps = int(steps)
+
+    def __call__(self, step):
+        fraction = keras.ops.minimum(keras.ops.cast(step, "float32") / max(self.steps - 1, 1), 1.0)
+        return self.min_lr * keras.ops.power(self.max_lr / self.min_lr, fraction)
+
+    def rate(self, step):
+        """The rate of `step`, in double precision (for the record)."""
+        fraction = min(step / max(self.steps - 1, 1), 1.0)
+        return self.min_lr * (self.max_lr / self.min_lr) ** fraction
+
+    def get_config(self):
+        return {"min_lr": self.min_lr, "max_lr": self.max_lr, "steps": self.steps}
+
+
+class LRFinderResult:
+    """What `find_learning_rate` measured.
+
+    Attributes:
+        learning_rates: the rate of each step that ran (ascending).
+        raw_losses: the loss of each step.
+        losses: `raw_losses` smoothed by an exponential moving average
+            with bias correction (fastai's, `beta=smoothing`).
+        suggestion: the rate at the steepest descent of the smoothed loss
+            (the most negative slope of loss against log rate), taken before
+            the loss reaches its minimum.
+        min_loss_rate: the rate at the lowest smoothed loss; a tenth of it
+            is the other common rule of thumb (`min_loss_rate / 10`).
+        stopped_early: whether the sweep stopped because the loss
+            diverged.
+    """
+
+    def __init__(self, learning_rates, raw_losses, smoothing, stopped_early):
+        self.learning_rates = np.asarray(learning_rates, dtype="float64")
+        self.raw_losses = np.asarray(raw_losses, dtype="float64")
+        self.smoothing = smoothing
+        self.losses = _smooth(self.raw_losses, smoothing)
+        self.stopped_early = stopped_early
+        self.min_loss_rate, self.suggestion = _suggest(self.learning_rates, self.losses)
+
+    def __repr__(self):
+        return (
+            f"LRFinderResult({len(self.learning_rates)} steps from {self.learning_rates[0]:.2g} to "
+            f"{self.learning_rates[-1]:.2g}, suggestion={self.suggestion:.2g} (steepest descent), "
+            f"min_loss_rate={self.min_loss_rate:.2g})"
+        )
+
+    def plot(self, path=None, skip_start=0, skip_end=0):
+        """Plots the smoothed loss against the learning rate (log scale).
+
+        The suggestion is marked. Works in a notebook (the returned Figure
+        displays itself) and without a display.
+
+        Args:
+            path: also save the plot to this file (PNG, SVG, PDF…).
+                Defaults to `None`.
+            skip_start: leave out this many first steps. Defaults to `0`.
+            skip_end: leave out this many last steps. Defaults to `0`.
+
+        Returns:
+            The `matplotlib.figure.Figure`.
+        """
+        from keras_transfer.plotting import new_figure
+
+        end = len(self.losses) - skip_end if skip_end else len(self.losses)
+        rates, losses = self.learning_rates[skip_start:end], self.losses[skip_start:end]
+        figure = new_figure(figsize=(6, 4), layout="constrained")
+        axes = figure.add_subplot()
+        axes.plot(rates, losses, label="loss (smoothed)")
+        axes.set_xscale("log")
+        axes.set_xlabel("learning rate (log scale)")
+        axes.set_ylabel("training loss")
+        index = int(np.argmin(np.abs(np.log(self.learning_rates) - math.log(self.suggestion))))
+        axes.plot(
+            [self.suggestion], [self.losses[index]], "o", color="tab:red",
+            label=f"steepest descent: {self.suggestion:.2g}",
+        )
+        axes.axvline(self.min_loss_rate / 10, color="tab:gray", linestyle=":", label=f"min loss / 10: {self.min_loss_rate / 10:.2g}")
+        axes.set_title("Learning-rate range test")
+        axes.legend()
+        if path is not None:
+            figure.savefig(path, dpi=100)
+        return figure
+
+
+def _smooth(losses, beta):
+    smoothed, average = [], 0.0
+    for i, loss in enumerate(losses, start=1):
+        average = beta * average + (1 - beta) * loss
+        smoothed.append(average / (1 - beta**i))
+    return np.asarray(smoothed)
+
+
+def _suggest(rates, losses):
+    """(rate at the lowest loss, rate at the steepest descent before it).
+
+    The first tenth of the steps is left out of the search for the
+    steepest descent: there the moving average still carries the noise of
+    its first few values.
+    """
+    skip = len(rates) // 10
+    lowest = skip + int(np.argmin(losses[skip:]))
+    if lowest - skip < 2:
+        return float(rates[lowest]), float(rates[lowest])
+    slopes = np.gradient(losses, np.log(rates))
+    steepest = skip + int(np.argmin(slopes[skip : lowest + 1]))
+    return float(rates[lowest]), float(rates[steepest])
+
+
+class _Sweep(keras.callbacks.Callback):
+    """Records the loss of each step; stops after `steps` or on divergence."""
+
+    def __init__(self, schedule, steps, diverge, smoothing):
+        super().__init__()
+        self.smoothing = smoothing
+        self.schedule = schedule
+        self.steps = steps
+        self.diverge = diverge
+        self.rates, self.losses = [], []
+        self.stopped_early = False
+        self._best = math.inf
+        self._smoothed = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._previous_mean = 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras logs the running mean of the epoch: take the step's own loss back out.
+        mean = float(logs["loss"])
+        loss = (batch + 1) * mean - batch * self._previous_mean
+        self._previous_mean = mean
+        self.rates.append(self.schedule.rate(len(self.rates)))
+        self.losses.append(loss)
+        count = len(self.losses)
+        beta = self.smoothing
+        self._smoothed = beta * self._smoothed + (1 - beta) * loss
+        smoothed = self._smoothed / (1 - beta**count)
+        self._best = min(self._best, smoothed)
+        if not math.isfinite(loss) or (count > 5 and smoothed > self.diverge * self._best):
+            self.stopped_early = True
+            self.model.stop_training = True
+        if count >= self.steps:
+            self.model.stop_training = True
+
+
+def _check(min_lr, max_lr, steps, smoothing, diverge):
+    for name, value in (("min_lr", min_lr), ("max_lr", max_lr)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"Expected `{name}` to be a positive number. Received: {name}={value!r}")
+    if not min_lr < max_lr:
+        raise ValueError(f"Expected min_lr < max_lr. Received: min_lr={min_lr!r}, max_lr={max_lr!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
+        raise ValueError(f"Expected `steps` to be an integer of at least 5. Received: steps={steps!r}")
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"Expected `smoothing` in [0, 1). Received: smoothing={smoothing!r}")
+    if not diverge > 1:
+        raise ValueError(f"Expected `diverge` > 1 (a factor over the best loss). Received: diverge={diverge!r}")
+
+
+def find_learning_rate(
+    model,
+    x,
+    y=None,
+    min_lr=1e-7,
+    max_lr=1.0,
+    steps=100,
+    batch_size=None,
+    smoothing=0.98,
+    diverge=4.0,
+    verbose=0,
+):
+    """Runs the learning-rate range test on a compiled task model.
+
+    The sweep uses a fresh copy of the model's optimizer (same class and
+    settings, its learning rate replaced by `ExponentialSweep`), so the
+    model's own optimizer, its state and its schedule are untouched; every
+    weight of the model is restored afterwards. With a frozen backbone and
+    raw text, the backbone's features are computed once and only the head
+    runs each step (feature caching), which makes the test fast.
+
+    Args:
+        model: a `kt.Task` (compiled; `compile()` defaults are applied
+            if not).
+        x: training data, as for `fit` (raw texts, a `TextData`, …).
+        y: labels, when `x` holds texts only. Defaults to `None`.
+        min_lr: rate of the first step. Defaults to `1e-7`.
+        max_lr: rate of the last step. Defaults to `1.0`.
+        steps: number of steps; the data is cycled when it has fewer
+            batches. Defaults to `100`.
+        batch_size: as for `fit`. Defaults to `None` (32).
+        smoothing: `beta` of the loss's moving average. Defaults to `0.98`.
+        diverge: stop once the smoothed loss exceeds `diverge` times its
+            best. Defaults to `4.0`.
+        verbose: as for `fit`. Defaults to `0`.
+
+    Returns:
+        An `LRFinderResult` (`.learning_rates`, `.losses`, `.suggestion`,
+        `.plot()`).
+    """
+    _check(min_lr, max_lr, steps, smoothing, diverge)
+    if getattr(model, "optimizer", None) is None:
+        model.compile()
+    saved_compile = dict(model._compile_config.config)
+    saved_compiled_with = dict(model._compiled_with)
+    snapshot = [np.array(v.numpy(), copy=True) for v in model.weights]
+    original = model.optimizer
+    sweep_config = original.get_config()
+    schedule = ExponentialSweep(min_lr, max_lr, steps)
+    sweep_config["learning_rate"] = schedule
+    sweep_config.pop("gradient_accumulation_steps", None)  # one update per step
+    sweep_optimizer = type(original).from_config(sweep_config)
+    exclude = getattr(original, "_exclude_from_weight_decay_names", None)
+    if exclude:
+        sweep_optimizer.exclude_from_weight_decay(var_names=list(exclude))
+    callback = _Sweep(schedule, steps, diverge, smoothing)
+    try:
+        keras.Model.compile(model, optimizer=sweep_optimizer, loss=saved_compiled_with["loss"], metrics=[])
+        model._compiled_with = {"loss": saved_compiled_with["loss"], "metrics": []}
+        data, labels = model._as_batches(x, y, batch_size, shuffle=True, seed=0)
+        from keras_transfer.tasks.base import _length  # batches per epoch of any data
+
+        batches = _length(data, batch_size)
+        epochs = max(1, -(-steps // batches)) if batches else 1
+        model.fit(
+            data,
+            labels,
+            batch_size=None if labels is None else batch_size,
+            epochs=epochs,
+            callbacks=[callback],
+            verbose=verbose,
+        )
+    finally:
+        for variable, value in zip(model.weights, snapshot):
+            variable.assign(value)
+        keras.Model.compile(model, **saved_compile)
+        model._compiled_with = saved_compiled_with
+    if len(callback.losses) < 2:
+        raise ValueError(
+            f"The learning-rate sweep ran {len(callback.losses)} step(s); it "
+            "needs more data or a larger `steps`."
+        )
+    return LRFinderResult(callback.rates, callback.losses, smoothing, callback.stopped_early)

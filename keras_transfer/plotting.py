@@ -1,0 +1,98 @@
+"""Training curves from a Keras `History`, and figures that show themselves."""
+
+import io
+
+import numpy as np
+
+
+def new_figure(**kwargs):
+    """A matplotlib Figure (no pyplot, no GUI) that a notebook displays as PNG.
+
+    Without pyplot, IPython only knows how to show a figure if matplotlib's
+    inline backend is active; `_repr_png_` makes it show in any kernel.
+    """
+    from matplotlib.figure import Figure
+
+    class NotebookFigure(Figure):
+        def _repr_png_(self):
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=100)
+            return buffer.getvalue()
+
+    return NotebookFigure(**kwargs)
+
+
+def _as_dict(history):
+    if hasattr(history, "history") and isinstance(history.history, dict):
+        return history.history
+    if isinstance(history, dict):
+        return history
+    raise ValueError(
+        "Expected the History returned by `fit` (or its `.history` dict). "
+        f"Received: {type(history).__name__}"
+    )
+
+
+def plot_history(history, path=None, metrics=None):
+    """Draws loss and metrics per epoch, training and validation, and the rate.
+
+    One panel per quantity (`loss`, then each metric), with the training
+    curve and, when logged, the validation curve (`val_…`). A
+    `learning_rate` log (from `kt.callbacks.LearningRateLogger`,
+    `ReduceLROnPlateau` or `LearningRateScheduler`) gets its own panel on a
+    log scale. A `stage` log (from `model.fine_tune`) draws a line where
+    each stage begins. Needs matplotlib; works without a display, and the
+    returned Figure shows itself in a notebook.
+
+    Args:
+        history: the `keras.callbacks.History` that `fit` returns, or its
+            `.history` dictionary.
+        path: also save the figure to this file (PNG, SVG, PDF…). Defaults
+            to `None`.
+        metrics: names of the quantities to draw. Defaults to `None`:
+            every logged one except `stage` and bookkeeping logs.
+
+    Returns:
+        The `matplotlib.figure.Figure`.
+
+    Example:
+    ```python
+    history = model.fit(train, validation_data=test, epochs=5)
+    kt.plot_history(history, path="curves.png")
+    ```
+    """
+    logs = _as_dict(history)
+    if not logs or not any(len(v) for v in logs.values()):
+        raise ValueError("The history is empty: train for at least one epoch before plotting it.")
+    ignored = {"stage", "unfrozen_blocks", "epoch"}
+    names = [k for k in logs if not k.startswith("val_") and k not in ignored and k != "learning_rate"]
+    names.sort(key=lambda name: name != "loss")  # the loss first, then the metrics as logged
+    if metrics is not None:
+        unknown = [m for m in metrics if m not in logs]
+        if unknown:
+            raise ValueError(f"No logs named {unknown} in the history; it has {sorted(logs)}.")
+        names = [m for m in metrics if m != "learning_rate"]
+    rate = "learning_rate" in logs and (metrics is None or "learning_rate" in metrics)
+    panels = len(names) + int(rate)
+    figure = new_figure(figsize=(4.5 * panels, 3.6), layout="constrained")
+    axes = figure.subplots(1, panels, squeeze=False)[0]
+    epochs = np.arange(1, len(next(iter(logs.values()))) + 1)
+    stages = logs.get("stage")
+    for ax, name in zip(axes, names + (["learning_rate"] if rate else [])):
+        values = np.asarray(logs[name], dtype="float64")
+        ax.plot(epochs[: len(values)], values, marker="o", markersize=3, label="learning rate" if name == "learning_rate" else "train")
+        if f"val_{name}" in logs:
+            val = np.asarray(logs[f"val_{name}"], dtype="float64")
+            ax.plot(epochs[: len(val)], val, marker="o", markersize=3, label="validation")
+        if name == "learning_rate" and np.all(values > 0):
+            ax.set_yscale("log")
+        if stages is not None:
+            for i in range(1, len(stages)):
+                if stages[i] != stages[i - 1]:
+                    ax.axvline(i + 0.5, color="tab:gray", linestyle=":")
+        ax.set_title(name.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.legend()
+    if path is not None:
+        figure.savefig(path, dpi=100)
+    return figure
