@@ -26,8 +26,20 @@ class TextBatches(keras.utils.PyDataset):
             at every epoch. Defaults to `False`.
         bucketing: group examples of similar length into batches. Defaults
             to `False`.
-        seed: seed of the shuffling. Defaults to `None` (a fresh random
-            order every run).
+        seed: seed of the shuffling. The batches of epoch `e` are a pure
+            function of `(seed, e)`, so a run resumed at epoch `e` (see
+            `kt.callbacks.BackupAndRestore`) sees the same data order as one
+            never stopped. Defaults to `None`: a seed drawn from NumPy's
+            global generator, so `keras.utils.set_random_seed(s)` alone also
+            fixes the order.
+
+    Example:
+    ```python
+    batches = kt.TextBatches(preprocessor, ["good film", "bad"], [1, 0],
+                             batch_size=1, shuffle=True, seed=0)
+    batches.set_epoch(3)  # the order of epoch 3, whatever came before
+    x, y = batches[0]
+    ```
     """
 
     def __init__(
@@ -63,15 +75,23 @@ class TextBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.bucketing = bucketing
-        self.rng = np.random.default_rng(seed)
+        if seed is None:
+            seed = int(np.random.randint(0, 2**31 - 1))
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(
+                f"Expected `seed` to be a non-negative integer or None. Received: seed={seed!r}"
+            )
+        self.seed = int(seed)
+        self.epoch = 0
         self.lengths = np.array([len(tokens) for tokens, _ in self.packed])
         self._batches = self._plan()
 
     def _plan(self):
         """The example indices of every batch, for one epoch."""
+        rng = np.random.default_rng([self.seed, self.epoch])
         order = np.arange(len(self.packed))
         if self.shuffle:
-            order = self.rng.permutation(order)
+            order = rng.permutation(order)
         if self.bucketing:
             # Sort within large chunks so that batches stay random in which
             # examples they hold, yet similar in length.
@@ -90,7 +110,7 @@ class TextBatches(keras.utils.PyDataset):
             for start in range(0, len(order), self.batch_size)
         ]
         if self.bucketing and self.shuffle:
-            batches = [batches[i] for i in self.rng.permutation(len(batches))]
+            batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
 
     def __len__(self):
@@ -103,9 +123,14 @@ class TextBatches(keras.utils.PyDataset):
             return (x,)
         return x, self.labels[rows]
 
-    def on_epoch_end(self):
+    def set_epoch(self, epoch):
+        """Sets the epoch whose batch order `__getitem__` serves."""
+        self.epoch = int(epoch)
         if self.shuffle:
             self._batches = self._plan()
+
+    def on_epoch_end(self):
+        self.set_epoch(self.epoch + 1)
 
     def padding_share(self):
         """The share of padded positions over one epoch, in [0, 1)."""

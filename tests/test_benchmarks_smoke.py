@@ -35,6 +35,10 @@ SCRIPTS = {
         "Padding per epoch",
         ["bucketing (kt.TextBatches)", "pad to max (64)", "pad to longest in batch"],
     ),
+    "memory.py": (
+        "Peak memory against data size (frozen backbone)",
+        ["64", "128"],
+    ),
     "gpu_throughput.py": (
         "GPU throughput",
         ["tiny-BERT", "tiny-GPT-2"],

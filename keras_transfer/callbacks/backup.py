@@ -1,0 +1,266 @@
+"""Backing up training so that a killed run resumes where it stopped.
+
+`BackupAndRestore` is Keras' callback of that name (same arguments), made
+to survive a kill at any instant and to resume in the middle of an epoch:
+
+- Keras 3.15 writes the weights and then the metadata in place, so a kill
+  during a backup can leave a half-written file or weights that do not
+  match the recorded epoch. Here each backup is a new weights file, and a
+  small JSON file naming it is swapped in atomically (`os.replace`) only
+  once the weights are complete: at every instant the backup directory
+  holds one consistent state.
+- Keras 3.15 resumes a run killed mid-epoch at the start of that epoch,
+  with weights that have already seen part of it, so those batches are
+  trained on twice. Here the resumed run skips the batches the backup had
+  already trained on.
+
+With `Task.fit` on raw text the batch order of every epoch is a pure
+function of `(seed, epoch)` (`kt.TextBatches`), so a resumed run trains on
+exactly the batches an uninterrupted one would have, and ends with the same
+weights. With other data, resuming mid-epoch is exact only if the data order
+of an epoch does not depend on what ran before.
+"""
+
+import json
+import os
+import random
+import uuid
+
+import keras
+import numpy as np
+
+_STATE = "training_state.json"
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Backs up training atomically and resumes mid-epoch after a kill.
+
+    The backup holds the weights, the optimizer's state (its moments and
+    step count, hence the learning-rate schedule's position) and the
+    random state that dropout draws from (the layers' seed generators and
+    the global Python, NumPy and torch generators), which Keras' own
+    backup leaves out.
+
+    Args:
+        backup_dir: directory for the backup; use it for nothing else.
+        save_freq: `"epoch"` to back up after every epoch, or an integer N
+            to back up every N batches as well (the mid-epoch backups a
+            resumed run continues from). Defaults to `"epoch"`.
+        double_checkpoint: accepted for compatibility with Keras; each
+            backup here is complete before the previous one is removed, so
+            there is always one readable state. Defaults to `False`.
+        delete_checkpoint: delete the backup once `fit` completes.
+            Defaults to `True`.
+
+    Note: the loss and metrics logged for a resumed epoch cover the batches
+    trained after the resume only.
+
+    Example:
+    ```python
+    backup = kt.callbacks.BackupAndRestore("backup", save_freq=100)
+    model.fit(texts, labels, epochs=3, seed=0, callbacks=[backup])
+    # killed? run the same lines again: training goes on from the backup
+    ```
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True):
+        if isinstance(save_freq, bool) or (
+            save_freq != "epoch" and (not isinstance(save_freq, int) or save_freq < 1)
+        ):
+            raise ValueError(
+                "Expected `save_freq` to be 'epoch' or a positive number of "
+                f"batches. Received: save_freq={save_freq!r}"
+            )
+        super().__init__(
+            os.fspath(backup_dir),
+            save_freq=save_freq,
+            double_checkpoint=double_checkpoint,
+            delete_checkpoint=delete_checkpoint,
+        )
+        self._state_path = os.path.join(self.backup_dir, _STATE)
+        self._epoch = 0  # epochs completed
+        self._step = 0  # batches completed in the current epoch
+        self._since_backup = 0
+        #: `(epoch, step)` the last `fit` resumed from, or `None`.
+        self.resumed_from = None
+        self._pending_random_state = None
+
+    # Restoring ----------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        self.resumed_from = None
+        self._pending_random_state = None
+        self._epoch, self._step, self._since_backup = 0, 0, 0
+        state = self._read_state()
+        if state is None:
+            return
+        if not self.model.built:
+            raise ValueError(
+                "BackupAndRestore needs a built model to restore into. Build "
+                "it first, for example by calling it on one batch."
+            )
+        saved_shapes = state.get("shapes")
+        if saved_shapes is not None and saved_shapes != _shapes(self.model):
+            raise ValueError(
+                f"The backup in {self.backup_dir!r} was written by a model with "
+                f"other weights ({len(saved_shapes)} variables; this one has "
+                f"{len(self.model.weights)}): another model, or the same task "
+                "trained with feature caching switched (a frozen backbone backs "
+                "up only the head). Resume with the same model and `fit` "
+                "arguments, or delete the directory to start from scratch."
+            )
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.backup_dir, state["weights"]))
+        self._epoch, self._step = state["epoch"], state["step"]
+        self.model._initial_epoch = self._epoch
+        self.resumed_from = (self._epoch, self._step)
+        self._pending_random_state = state
+        if self._step:
+            self._skip_batches(self._step)
+        else:
+            self._restore_random_state()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Mid-epoch, the random state is put back once the epoch's data
+        # loader has started (it draws from torch's generator), as it had
+        # when the backup was taken.
+        self._restore_random_state()
+
+    def _restore_random_state(self):
+        state, self._pending_random_state = self._pending_random_state, None
+        if state is None:
+            return
+        generators = _seed_generators(self.model)
+        saved = state.get("seed_generators", [])
+        if len(saved) == len(generators):
+            for variable, value in zip(generators, saved):
+                variable.assign(np.asarray(value, dtype=variable.dtype))
+        if "random_state" in state:
+            _set_random_state(state["random_state"])
+
+    def _read_state(self):
+        if not os.path.exists(self._state_path):
+            return None
+        try:
+            with open(self._state_path) as f:
+                state = json.load(f)
+            weights = os.path.join(self.backup_dir, state["weights"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"The backup in {self.backup_dir!r} is unreadable ({error}). "
+                "Delete the directory to start training from scratch."
+            ) from None
+        if not os.path.exists(weights):
+            raise ValueError(
+                f"The backup in {self.backup_dir!r} names {state['weights']!r}, "
+                "which is missing. Delete the directory to start training "
+                "from scratch."
+            )
+        return state
+
+    def _skip_batches(self, count):
+        """Makes the next `count` train steps no-ops: their batches were
+        trained on before the interruption."""
+        model = self.model
+        train_function = model.train_function
+        remaining = [count]
+
+        def skip(data):
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                model.train_function = train_function
+            return {}
+
+        model.train_function = skip
+
+    # Backing up ---------------------------------------------------------------
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step = batch + 1
+        if self.save_freq == "epoch":
+            return
+        self._since_backup += 1
+        if self._since_backup >= self.save_freq:
+            self._since_backup = 0
+            self._save_model()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch, self._step = epoch + 1, 0
+        self._save_model()
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = f"backup-{self._epoch}-{self._step}-{uuid.uuid4().hex[:8]}.weights.h5"
+        self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
+        partial = self._state_path + ".partial"
+        with open(partial, "w") as f:
+            json.dump(
+                {
+                    "epoch": self._epoch,
+                    "step": self._step,
+                    "weights": name,
+                    "shapes": _shapes(self.model),
+                    # Not among the weights Keras saves: dropout's randomness.
+                    "seed_generators": [
+                        np.asarray(v.numpy()).tolist() for v in _seed_generators(self.model)
+                    ],
+                    # Unseeded dropout draws from torch's global generator.
+                    "random_state": _random_state(),
+                },
+                f,
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, self._state_path)  # the backup becomes current
+        # Older backups, and any a kill left half-written, are now garbage.
+        for other in os.listdir(self.backup_dir):
+            if other.startswith("backup-") and other != name:
+                os.remove(os.path.join(self.backup_dir, other))
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint and os.path.isdir(self.backup_dir):
+            for name in os.listdir(self.backup_dir):
+                if name == _STATE or name.startswith("backup-") or name.endswith(".partial"):
+                    os.remove(os.path.join(self.backup_dir, name))
+            if not os.listdir(self.backup_dir):
+                os.rmdir(self.backup_dir)
+
+
+def _seed_generators(model):
+    """The state variables of the model's random generators, in layer order
+    (names carry global counters, so they differ from process to process)."""
+    return [
+        generator.state
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        for generator in getattr(layer, "_seed_generators", [])
+    ]
+
+
+def _random_state():
+    """Python's, NumPy's and torch's global random states, as JSON."""
+    state = {"python": random.getstate(), "numpy": None, "torch": None}
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    state["numpy"] = [name, keys.tolist(), position, has_gauss, gauss]
+    if keras.config.backend() == "torch":
+        import torch
+
+        state["torch"] = torch.get_rng_state().tolist()
+    return state
+
+
+def _set_random_state(state):
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype="uint32"), position, has_gauss, gauss))
+    if state.get("torch") is not None and keras.config.backend() == "torch":
+        import torch
+
+        torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+
+
+def _shapes(model):
+    """The shapes of the model's weights: a fingerprint of what was backed up."""
+    return [list(v.shape) for v in model.weights]

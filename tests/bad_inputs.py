@@ -1,0 +1,381 @@
+"""The catalogue of misuse: one list, used by the tests and by the docs.
+
+Each `Case` is a misuse a user can make (a description, a function doing
+it on tiny local models, the exception expected and fragments its message
+must hold), or, with `error=None`, an odd-looking input that must simply
+work. `tests/test_bad_inputs.py` runs every case; `scripts/bad_input_catalogue.py`
+runs them to capture the real messages and writes `docs/bad_inputs.md`,
+which a test keeps up to date.
+
+Many cases repeat a call that another test file also makes; the catalogue
+is the one place that lists them all, with the message a user sees.
+"""
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import pathlib
+import shutil
+import zipfile
+
+import numpy as np
+
+from helpers import BERT_VOCAB, LABELS, TEXTS
+
+DOC_PATH = pathlib.Path(__file__).resolve().parent.parent / "docs" / "bad_inputs.md"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    id: str
+    description: str
+    run: object  # a function of a `Context`
+    error: type | None  # None: the call must succeed
+    fragments: tuple = ()
+    note: str = ""  # shown in the doc instead of a message when error is None
+
+
+class Context:
+    """What the cases work on: a tiny BERT preset and a scratch folder."""
+
+    def __init__(self, root, bert_preset):
+        self.root = pathlib.Path(root)
+        self.bert_preset = str(bert_preset)
+        self.outcomes = {}
+
+    def path(self, case_id, name):
+        folder = self.root / case_id
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
+    @functools.cached_property
+    def model(self):
+        """A tiny classifier shared by the cases that do not change it."""
+        return self.new_model()
+
+    def new_model(self, **kwargs):
+        import keras_transfer as kt
+
+        kwargs.setdefault("num_classes", 2)
+        return kt.TextClassifier.from_preset(self.bert_preset, sequence_length=16, **kwargs)
+
+    def saved_model(self, case_id):
+        path = self.path(case_id, "model.keras")
+        self.model.save(path)
+        return path
+
+    def normalize(self, message):
+        """The message with this run's scratch paths replaced by stable names."""
+        message = message.replace(self.bert_preset, "<bert_preset>")
+        return message.replace(str(self.root), "<tmp>")
+
+
+def make_bert_preset(path):
+    """The tiny BERT preset, by the recipe of conftest's `bert_preset`."""
+    import keras_hub
+
+    from conftest import _save_tiny_preset
+
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=BERT_VOCAB, lowercase=True)
+    return _save_tiny_preset(path, keras_hub.models.BertBackbone, tokenizer, len(BERT_VOCAB), seed=1)
+
+
+def run_case(case, context):
+    """Runs a case once per context; returns (error type name or None, message)."""
+    if case.id not in context.outcomes:
+        try:
+            case.run(context)
+            outcome = (None, "")
+        except Exception as error:  # the point: capture whatever it raises
+            outcome = (type(error), context.normalize(str(error)))
+        context.outcomes[case.id] = outcome
+    return context.outcomes[case.id]
+
+
+# --- The cases -----------------------------------------------------------------
+
+
+def _kt():
+    import keras_transfer as kt
+
+    return kt
+
+
+def _corrupt_keras_file(c):
+    path = c.path("corrupted_keras", "model.keras")
+    path.write_bytes(b"this is not a zip archive" * 10)
+    _kt().load_model(path)
+
+
+def _truncated_keras_file(c):
+    path = c.saved_model("truncated_keras")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    _kt().load_model(path)
+
+
+def _keras_file_with_lambda(c):
+    import keras
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    path = c.path("lambda_layer", "lambda.keras")
+    model.save(path)
+    _kt().load_model(path)
+
+
+def _other_backend(c):
+    """Keras records no backend in a .keras file (metadata.json holds the
+    Keras version and date); a file claiming another one loads the same."""
+    source = c.saved_model("other_backend")
+    path = c.path("other_backend", "jax.keras")
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(path, "w") as new:
+        for item in old.infolist():
+            data = old.read(item.filename)
+            if item.filename == "metadata.json":
+                meta = json.loads(data)
+                meta["backend"] = "jax"
+                data = json.dumps(meta).encode()
+            new.writestr(item, data)
+    loaded = _kt().load_model(path)
+    np.testing.assert_allclose(
+        loaded.predict(TEXTS[:3], verbose=0), c.model.predict(TEXTS[:3], verbose=0), rtol=1e-5, atol=1e-6
+    )
+
+
+def _preset_copy(c, case_id):
+    path = c.root / case_id / "preset"
+    shutil.copytree(c.bert_preset, path)
+    return path
+
+
+def _corrupt_preset_config(c):
+    path = _preset_copy(c, "corrupt_preset_config")
+    (path / "config.json").write_text('{"class_name": "BertBack')
+    _kt().load_backbone(str(path))
+
+
+def _truncated_preset_weights(c):
+    path = _preset_copy(c, "truncated_preset_weights")
+    weights = path / "model.weights.h5"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    _kt().load_backbone(str(path))
+
+
+def _preset_without_config(c):
+    path = _preset_copy(c, "preset_without_config")
+    os.remove(path / "config.json")
+    _kt().load_backbone(str(path))
+
+
+def _unfreeze_without_compile(c):
+    model = c.new_model()
+    model.fit(TEXTS, LABELS, epochs=1, verbose=0)  # builds the optimizer for the head
+    model.unfreeze()
+    model.fit(TEXTS, LABELS, epochs=1, verbose=0)
+
+
+def _unfreeze_before_first_fit(c):
+    model = c.new_model()  # compiled for a frozen backbone: the head's rate
+    model.unfreeze()
+    model.fit(TEXTS, LABELS, epochs=1, verbose=0)
+
+
+def _corrupt_backup(c):
+    folder = c.root / "corrupt_backup" / "backup"
+    folder.mkdir(parents=True)
+    (folder / "training_state.json").write_text("{not json")
+    c.model.fit(TEXTS, LABELS, epochs=1, verbose=0, callbacks=[_kt().callbacks.BackupAndRestore(folder)])
+
+
+def _texts_with_labels_twice(c):
+    data = _kt().datasets.from_lists(TEXTS, LABELS)
+    c.model.fit(data, LABELS, verbose=0)
+
+
+def _empty_text_data(c):
+    c.model.fit(_kt().datasets.from_lists([], []), verbose=0)
+
+
+CASES = [
+    # Presets and checkpoints
+    Case("unknown_preset", "unknown preset name",
+         lambda c: _kt().load_backbone("my_great_model"), ValueError,
+         ("Unknown preset 'my_great_model'", "keras-transfer presets")),
+    Case("typo_preset", "typo in a preset name",
+         lambda c: _kt().load_backbone("bert_base_en_uncasd"), ValueError,
+         ("Did you mean 'bert_base_en_uncased'",)),
+    Case("offline_preset", "a real preset name on an offline machine",
+         lambda c: _kt().load_backbone("bert_tiny_en_uncased"), RuntimeError,
+         ("Could not download the weights of preset 'bert_tiny_en_uncased'", "offline")),
+    Case("non_text_preset", "a preset of a non-text family",
+         lambda c: _kt().load_backbone("resnet_50_imagenet"), ValueError,
+         ("'resnet' family", "Supported text families")),
+    Case("missing_preset_dir", "a preset directory that does not exist",
+         lambda c: _kt().load_backbone(str(c.root / "no" / "such" / "preset")), FileNotFoundError,
+         ("No preset directory at", "Check the path")),
+    Case("preset_without_config", "a directory that is not a preset (no config.json)",
+         _preset_without_config, ValueError, ("no config.json", "save_to_preset")),
+    Case("corrupt_preset_config", "a preset whose config.json is corrupted",
+         _corrupt_preset_config, ValueError, ("is not valid JSON", "corrupted")),
+    Case("truncated_preset_weights", "a preset whose weights file is truncated",
+         _truncated_preset_weights, ValueError, ("Could not read the preset directory", "truncated")),
+    Case("bad_preset_type", "a preset that is not a string",
+         lambda c: _kt().load_backbone(42), ValueError, ("Expected `preset`", "preset=42")),
+    # Model options
+    Case("num_classes_1", "num_classes=1 for a binary task",
+         lambda c: c.new_model(num_classes=1), ValueError, ("at least 2", "num_classes=1")),
+    Case("num_classes_vs_names", "num_classes disagrees with label_names",
+         lambda c: c.new_model(num_classes=3, label_names=["neg", "pos"]), ValueError,
+         ("num_classes=3", "2 label names")),
+    Case("label_names_string", "label_names given as one string",
+         lambda c: c.new_model(num_classes=None, label_names="neg,pos"), ValueError,
+         ("single string", "wrap the names in a list")),
+    Case("bad_freeze", "freeze='yes'",
+         lambda c: c.new_model(freeze="yes"), ValueError, ("Expected `freeze`", "freeze='yes'")),
+    Case("negative_freeze", "freeze=-1",
+         lambda c: c.new_model(freeze=-1), ValueError, ("non-negative integer", "freeze=-1")),
+    Case("bad_truncation", "truncation='middle'",
+         lambda c: _kt().load_backbone(c.bert_preset, truncation="middle"), ValueError,
+         ("Unknown truncation 'middle'", "'head+tail'")),
+    Case("short_sequence_length", "sequence_length too small to hold the special tokens",
+         lambda c: _kt().load_backbone(c.bert_preset, sequence_length=2), ValueError,
+         ("at least 3", "sequence_length=2")),
+    Case("bad_dropout", "dropout=1.5",
+         lambda c: c.new_model(dropout=1.5), ValueError, ("[0, 1)", "dropout=1.5")),
+    # Texts
+    Case("single_string", "one string instead of a list of texts",
+         lambda c: c.model.predict("a great film"), ValueError,
+         ("got a single string", "Wrap it in a list")),
+    Case("non_string_texts", "texts that are not strings (numbers, None)",
+         lambda c: c.model.predict([1.5, None]), ValueError, ("Expected every text to be a string", "str(...)")),
+    Case("mixed_pairs", "single texts mixed with text pairs",
+         lambda c: c.model.predict(["good", ("good", "film")], verbose=0), ValueError, ("Mixed single texts",)),
+    Case("bad_pair", "a text 'pair' of three texts",
+         lambda c: c.model.predict([("a", "b", "c")], verbose=0), ValueError, ("text pair must be two strings",)),
+    Case("empty_texts", "an empty list of texts",
+         lambda c: c.model.fit([], [], verbose=0), ValueError, ("is empty",)),
+    Case("empty_text_data", "an empty split (a TextData with no examples)",
+         _empty_text_data, ValueError, ("empty",)),
+    Case("odd_texts", "empty, whitespace-only, control characters, emoji, RTL, lone surrogates, typed [CLS]",
+         lambda c: c.model.predict(["", "   ", "\x00\x07", "😀 مرحبا", "caf\udce9", "[CLS] <|endoftext|>"], verbose=0),
+         None, note="works: tokenized as text (typed special tokens stay text; lone surrogates become U+FFFD)"),
+    # Labels
+    Case("length_mismatch", "texts and labels of different lengths",
+         lambda c: c.model.fit(TEXTS, LABELS[:4], verbose=0), ValueError, ("Got 10 texts but 4 labels",)),
+    Case("labels_out_of_range", "a label outside 0..num_classes-1",
+         lambda c: c.model.fit(TEXTS, [0, 1, 2] + LABELS[3:], verbose=0), ValueError,
+         ("outside 0..1", "num_classes=3")),
+    Case("negative_label", "a negative label",
+         lambda c: c.model.fit(TEXTS, [-1] + LABELS[1:], verbose=0), ValueError, ("outside 0..1", "from 0")),
+    Case("mixed_label_types", "labels mixing names and ids",
+         lambda c: c.model.fit(TEXTS, ["pos"] + LABELS[1:], verbose=0), ValueError, ("mixes string and numeric",)),
+    Case("string_labels_no_names", "string labels on a model without label_names",
+         lambda c: c.model.fit(TEXTS, ["pos", "neg"] * 5, verbose=0), ValueError, ("label_names=[...]",)),
+    Case("float_labels", "real-valued labels for a classifier",
+         lambda c: c.model.fit(TEXTS, [0.5] * 10, verbose=0), ValueError, ("Expected integer class ids", "regression")),
+    Case("nan_labels", "a NaN label",
+         lambda c: c.model.fit(TEXTS, [math.nan] + [0.0] * 9, verbose=0), ValueError, ("Expected integer class ids",)),
+    Case("one_hot_labels", "one-hot labels",
+         lambda c: c.model.fit(TEXTS, np.eye(2)[LABELS], verbose=0), ValueError, ("argmax",)),
+    Case("no_labels", "fit on texts without labels",
+         lambda c: c.model.fit(TEXTS, verbose=0), ValueError, ("no labels",)),
+    Case("labels_twice", "a TextData (labels included) and y",
+         _texts_with_labels_twice, ValueError, ("already holds its labels",)),
+    # Training options
+    Case("bad_batch_size", "batch_size=-1",
+         lambda c: c.model.fit(TEXTS, LABELS, batch_size=-1, verbose=0), ValueError, ("positive integer", "batch_size=-1")),
+    Case("bad_cache_features", "cache_features='yes'",
+         lambda c: c.model.fit(TEXTS, LABELS, cache_features="yes", verbose=0), ValueError, ("'auto', True or False",)),
+    Case("rate_with_own_optimizer", "learning_rate together with your own optimizer",
+         lambda c: c.new_model().compile(optimizer="adam", learning_rate=1e-3), ValueError,
+         ("give the rate to the optimizer",)),
+    Case("bad_warmup", "warmup=1.5",
+         lambda c: c.new_model().compile(warmup=1.5), ValueError, ("[0, 1)", "warmup=1.5")),
+    Case("unfreeze_without_compile", "fit, unfreeze, then fit again without compiling",
+         _unfreeze_without_compile, ValueError, ("became trainable after `compile()`", "compile")),
+    Case("unfreeze_before_first_fit", "unfreeze a freshly built model, then fit without compiling",
+         _unfreeze_before_first_fit, ValueError, ("unfrozen after `compile()`", "model.compile()")),
+    Case("zero_batch_size", "fit with batch_size=0",
+         lambda c: c.model.fit(TEXTS, LABELS, batch_size=0, verbose=0), ValueError,
+         ("positive integer", "batch_size=0")),
+    Case("bad_stop_on_nan", "stop_on_nan='no'",
+         lambda c: c.model.fit(TEXTS, LABELS, stop_on_nan="no", verbose=0), ValueError, ("stop_on_nan='no'",)),
+    Case("bad_seed", "a negative shuffling seed",
+         lambda c: c.model.fit(TEXTS, LABELS, seed=-1, verbose=0), ValueError, ("non-negative integer", "seed=-1")),
+    Case("corrupt_backup", "resuming from a corrupted backup",
+         _corrupt_backup, ValueError, ("unreadable", "Delete the directory")),
+    Case("predict_untrained", "predict before fit",
+         lambda c: c.new_model().predict(TEXTS[:2], verbose=0), None,
+         note="works, as in Keras: the head is built with the model (functional), so it predicts with its initial weights"),
+    # Other tasks
+    Case("pair_single_texts", "single texts to a TextPairClassifier",
+         lambda c: _kt().TextPairClassifier.from_preset(c.bert_preset, num_classes=2, sequence_length=16).predict(TEXTS),
+         ValueError, ("is a single text", "(text_a, text_b) pairs")),
+    Case("multi_label_class_ids", "class ids to a MultiLabelClassifier (multi-hot expected)",
+         lambda c: _kt().MultiLabelClassifier.from_preset(c.bert_preset, label_names=["a", "b", "c"], sequence_length=16)
+         .fit(TEXTS, np.array(LABELS), verbose=0), ValueError, ("Class ids are not accepted", "multi-hot")),
+    Case("regression_nan_target", "a NaN target to a TextRegressor",
+         lambda c: _kt().TextRegressor.from_preset(c.bert_preset, sequence_length=16)
+         .fit(TEXTS, [1.0] * 9 + [math.nan], verbose=0), ValueError, ("finite", "Drop or fill")),
+    Case("regression_string_targets", "string targets to a TextRegressor",
+         lambda c: _kt().TextRegressor.from_preset(c.bert_preset, sequence_length=16)
+         .fit(TEXTS, ["4.5"] * 10, verbose=0), ValueError, ("must be numbers",)),
+    Case("tags_words_mismatch", "a sentence with more words than tags (TokenClassifier)",
+         lambda c: _kt().TokenClassifier.from_preset(c.bert_preset, tag_names=["O", "B-PER", "I-PER"], sequence_length=16)
+         .fit([["one"], ["two", "film"]], [["B-PER"], ["I-PER"]], verbose=0), ValueError,
+         ("Sentence 1 has 2 words but 1 tags",)),
+    Case("qa_answer_not_in_context", "an answer that does not occur in its context (QuestionAnswerer)",
+         lambda c: _kt().QuestionAnswerer.from_preset(c.bert_preset, sequence_length=24, stride=6, max_question_length=8)
+         .fit(questions=["q ?"], contexts=["the plot"], answers=["great"]), ValueError, ("'great'", "does not occur")),
+    Case("translator_encoder_only", "a Translator over an encoder-only backbone (BERT)",
+         lambda c: _kt().Translator.from_preset(c.bert_preset), ValueError, ("cannot generate text with BertBackbone",)),
+    # Saving and loading
+    Case("missing_keras_file", "loading a file that does not exist",
+         lambda c: _kt().load_model(c.root / "missing.keras"), FileNotFoundError, ("No saved model at",)),
+    Case("not_a_keras_file", "loading a file that is not .keras",
+         lambda c: _kt().load_model(c.bert_preset + "/config.json"), ValueError, ("reads `.keras` files",)),
+    Case("corrupted_keras", "loading a corrupted .keras file",
+         _corrupt_keras_file, ValueError, ("not a valid `.keras` file", "Save the model again")),
+    Case("truncated_keras", "loading a truncated .keras file (a save killed half-way)",
+         _truncated_keras_file, ValueError, ("not a valid `.keras` file",)),
+    Case("lambda_layer", "loading a .keras file with a Lambda layer (code)",
+         _keras_file_with_lambda, ValueError, ("safe_mode",)),
+    Case("other_backend", "loading a .keras file saved by another backend",
+         _other_backend, None,
+         note="works: the .keras format is backend-neutral (Keras records no backend in it)"),
+]
+
+
+# --- The document ----------------------------------------------------------------------
+
+
+def _cell(text):
+    return text.replace("|", "\\|").replace("\n", " ").strip()
+
+
+def render(context):
+    """`docs/bad_inputs.md`: every case, run, with the message it gives."""
+    errors = sum(case.error is not None for case in CASES)
+    lines = [
+        "# Bad inputs and what they get",
+        "",
+        "Generated by `scripts/bad_input_catalogue.py` from `tests/bad_inputs.py`;",
+        "`tests/test_bad_inputs.py` runs every case and checks this page is current.",
+        f"{len(CASES)} cases: {errors} misuses that must raise a clear error, and "
+        f"{len(CASES) - errors} odd inputs that must work. `<tmp>` and `<bert_preset>` "
+        "stand for the scratch folder and the tiny test preset.",
+        "",
+        "| misuse | error | message |",
+        "|---|---|---|",
+    ]
+    for case in CASES:
+        error, message = run_case(case, context)
+        if case.error is None:
+            lines.append(f"| {_cell(case.description)} | none | {_cell(case.note)} |")
+        else:
+            lines.append(f"| {_cell(case.description)} | `{error.__name__ if error else 'none'}` | {_cell(message)} |")
+    return "\n".join(lines) + "\n"
