@@ -21,7 +21,7 @@ if "keras" in sys.modules:
             stacklevel=2,
         )
 
-from keras_transfer import datasets, layers, schedules  # noqa: E402
+from keras_transfer import callbacks, datasets, distributed, layers, lr_finder, metrics, optimizers, recipes, schedules, tagging  # noqa: E402
 from keras_transfer.backbones import list_presets, load_backbone  # noqa: E402
 from keras_transfer.batching import TextBatches  # noqa: E402
 from keras_transfer.freezing import (  # noqa: E402
@@ -31,26 +31,56 @@ from keras_transfer.freezing import (  # noqa: E402
     restore_frozen_state,
     unfreeze,
 )
+from keras_transfer.plotting import plot_history  # noqa: E402
 from keras_transfer.preprocessing import TextPreprocessor  # noqa: E402
+from keras_transfer.seq2seq import Seq2SeqPreprocessor  # noqa: E402
 from keras_transfer.saving import load_model  # noqa: E402
-from keras_transfer.tasks import Task, TextClassifier  # noqa: E402
+from keras_transfer.tasks import (  # noqa: E402
+    MultiLabelClassifier,
+    QuestionAnswerer,
+    Task,
+    TextClassifier,
+    TextPairClassifier,
+    TextRegressor,
+    TokenClassifier,
+    Translator,
+)
+from keras_transfer.xlnet import XLNetBackbone, XLNetTokenizer, convert_xlnet_checkpoint  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MultiLabelClassifier",
+    "QuestionAnswerer",
+    "Seq2SeqPreprocessor",
     "Task",
     "TextBatches",
     "TextClassifier",
+    "TextPairClassifier",
     "TextPreprocessor",
+    "TextRegressor",
+    "TokenClassifier",
+    "Translator",
+    "XLNetBackbone",
+    "XLNetTokenizer",
+    "callbacks",
+    "convert_xlnet_checkpoint",
     "count_params",
     "datasets",
+    "distributed",
     "freeze",
     "frozen_state",
     "layers",
     "list_presets",
     "load_backbone",
     "load_model",
+    "lr_finder",
+    "metrics",
+    "optimizers",
+    "plot_history",
+    "recipes",
     "restore_frozen_state",
     "schedules",
+    "tagging",
     "unfreeze",
 ]

@@ -19,9 +19,15 @@ import os
 import keras
 import numpy as np
 
-from keras_transfer import freezing
+from keras_transfer import distributed, freezing
+from keras_transfer import lora as lora_lib
 from keras_transfer.batching import TextBatches
+from keras_transfer import lr_finder
+from keras_transfer.callbacks.learning_rate import LearningRateLogger
+from keras_transfer.callbacks.backup import BackupAndRestore
+from keras_transfer.callbacks.numerics import StopOnNaN
 from keras_transfer.preprocessing import check_texts
+from keras_transfer.optimizers import default_optimizer
 from keras_transfer.schedules import WarmupLinearDecay
 
 DEFAULT_BATCH_SIZE = 32
@@ -46,7 +52,7 @@ def _is_text_data(x):
     return hasattr(x, "texts") and hasattr(x, "labels")
 
 
-class Task(keras.Model):
+class Task(distributed.DataParallel, keras.Model):
     """Base class of keras_transfer task models.
 
     Subclasses build their functional graph, call `super().__init__(inputs=…,
@@ -54,13 +60,15 @@ class Task(keras.Model):
     `default_metrics`.
     """
 
-    def __init__(self, *args, backbone=None, preprocessor=None, frozen_state=None, **kwargs):
+    def __init__(self, *args, backbone=None, preprocessor=None, frozen_state=None, lora=None, **kwargs):
         super().__init__(*args, **kwargs)
         self._initialized = True
         self.backbone = backbone
         self.preprocessor = preprocessor
         if frozen_state is not None:
             freezing.restore_frozen_state(self, frozen_state)
+        if lora:  # a saved LoRA model: its adapters come back before its weights
+            lora_lib.enable_lora(self, **lora)
 
     # Attributes are stored outside Keras' and torch's trackers, as KerasHub
     # tasks do: the backbone is already tracked through the graph, and a
@@ -83,6 +91,19 @@ class Task(keras.Model):
         self._backbone = value
 
     @property
+    def _compiled_with(self):
+        """The loss and metrics `compile` was given (kept out of Keras' tracker).
+
+        Tracked, the metric objects in it would be reported a second time,
+        on their own, by `evaluate` and in the history.
+        """
+        return self.__dict__.get("_compiled_with_value")
+
+    @_compiled_with.setter
+    def _compiled_with(self, value):
+        self.__dict__["_compiled_with_value"] = value
+
+    @property
     def preprocessor(self):
         """The `kt.TextPreprocessor` that turns raw text into backbone inputs."""
         return getattr(self, "_preprocessor", None)
@@ -102,6 +123,50 @@ class Task(keras.Model):
         rate: `model.unfreeze(top=2); model.compile(learning_rate=2e-5)`.
         """
         freezing.unfreeze(self, top=top, embeddings=embeddings)
+
+    def enable_lora(self, rank=8, target_layer_names=None):
+        """Trains low-rank adapters instead of the backbone (`kt.lora`).
+
+        KerasHub's `backbone.enable_lora`: the backbone's weights freeze,
+        its attention query and value projections get trainable rank-`rank`
+        adapters, the head keeps training. `summary()` shows the counts;
+        `save` / `kt.load_model` keep it a LoRA model. Call `compile()`
+        again afterwards, for example `model.compile(learning_rate=1e-3)`.
+
+        Args:
+            rank: rank of the adapters. Defaults to `8`.
+            target_layer_names: layers to adapt. Defaults to `None` (the
+                backbone's `default_lora_layer_names()`).
+        """
+        lora_lib.enable_lora(self, rank=rank, target_layer_names=target_layer_names)
+
+    def find_learning_rate(self, x, y=None, min_lr=1e-7, max_lr=1.0, steps=100, **kwargs):
+        """The learning-rate range test (`kt.lr_finder.find_learning_rate`).
+
+        Sweeps the rate exponentially from `min_lr` to `max_lr` over
+        `steps` training steps and returns an `LRFinderResult`
+        (`.learning_rates`, smoothed `.losses`, `.suggestion` at the
+        steepest descent, `.plot(path)`). Weights and the optimizer's
+        state are as before afterwards. Example:
+        `model.compile(learning_rate=model.find_learning_rate(texts, labels).suggestion)`.
+        """
+        return lr_finder.find_learning_rate(
+            self, x, y, min_lr=min_lr, max_lr=max_lr, steps=steps, **kwargs
+        )
+
+    def fine_tune(self, x, y=None, validation_data=None, head_epochs=3, epochs=2, unfreeze="all", **kwargs):
+        """Head first on the frozen backbone, then unfrozen (`kt.recipes.fine_tune`).
+
+        Returns one `History` whose `stage` log says which stage (1: head,
+        2: unfrozen) each epoch belongs to. Example:
+        `model.fine_tune(train, validation_data=test, head_epochs=3, epochs=2, unfreeze=2)`.
+        """
+        from keras_transfer import recipes
+
+        return recipes.fine_tune(
+            self, x, y, validation_data=validation_data, head_epochs=head_epochs,
+            epochs=epochs, unfreeze=unfreeze, **kwargs,
+        )
 
     # Labels and data --------------------------------------------------------
 
@@ -144,7 +209,7 @@ class Task(keras.Model):
                 self.preprocessor,
                 list(x),
                 y,
-                batch_size=batch_size or DEFAULT_BATCH_SIZE,
+                batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
                 shuffle=shuffle,
                 bucketing=True,
                 seed=seed,
@@ -165,6 +230,9 @@ class Task(keras.Model):
         learning_rate=None,
         weight_decay=0.01,
         warmup=0.1,
+        backbone_learning_rate=None,
+        layer_decay=None,
+        gradient_accumulation_steps=None,
         **kwargs,
     ):
         """Configures training, with defaults suited to the task.
@@ -181,15 +249,32 @@ class Task(keras.Model):
             weight_decay: AdamW weight decay; biases and norms are excluded.
                 Defaults to `0.01`.
             warmup: share of the steps spent warming up. Defaults to `0.1`.
+            backbone_learning_rate: discriminative fine-tuning: the peak
+                rate of the top of the backbone, while the head keeps
+                `learning_rate` (`kt.optimizers.LayerwiseAdamW`). Defaults
+                to `None` (one rate for all, or `learning_rate *
+                layer_decay` when `layer_decay` is given).
+            layer_decay: layer-wise decay in (0, 1]: each transformer block
+                learns at `layer_decay` times the rate of the block above,
+                the embeddings lowest (see
+                `kt.optimizers.layerwise_multipliers`). Defaults to `None`.
+            gradient_accumulation_steps: update the weights every `k`
+                batches with their averaged gradients (Keras' optimizer
+                option): a batch `k` times larger in memory of one.
+                Defaults to `None`.
             **kwargs: passed to `keras.Model.compile` (for example
                 `jit_compile`, `steps_per_execution`).
         """
+        # Whether compile picked the head's rate for a frozen backbone: a
+        # backbone unfrozen before the first fit must not train at it.
+        self.__dict__["_rate_chosen_for_frozen"] = False
         if isinstance(optimizer, str) and optimizer == "auto":
             if learning_rate is None:
                 backbone_trains = self.backbone is not None and any(
                     True for _ in self.backbone.trainable_weights
                 )
                 learning_rate = FINE_TUNING_LEARNING_RATE if backbone_trains else HEAD_LEARNING_RATE
+                self.__dict__["_rate_chosen_for_frozen"] = not backbone_trains
             if not 0 <= warmup < 1:
                 raise ValueError(
                     f"Expected `warmup` to be a share of the steps in [0, 1). Received: warmup={warmup!r}"
@@ -200,12 +285,26 @@ class Task(keras.Model):
                 warmup_steps=int(warmup * 1000),
                 sized_by_fit=True,
             )
-            optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+            optimizer = default_optimizer(
+                self,
+                schedule,
+                weight_decay=weight_decay,
+                backbone_learning_rate=backbone_learning_rate,
+                layer_decay=layer_decay,
+                gradient_accumulation_steps=gradient_accumulation_steps,
+            )
             optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
         elif learning_rate is not None:
             raise ValueError(
                 "`learning_rate` sets the rate of the default optimizer; with "
                 "your own optimizer, give the rate to the optimizer instead."
+            )
+        elif (backbone_learning_rate, layer_decay, gradient_accumulation_steps) != (None, None, None):
+            raise ValueError(
+                "`backbone_learning_rate`, `layer_decay` and "
+                "`gradient_accumulation_steps` configure the default optimizer; "
+                "with your own optimizer, use `kt.optimizers.LayerwiseAdamW` or "
+                "the optimizer's own `gradient_accumulation_steps`."
             )
         if isinstance(loss, str) and loss == "auto":
             loss = self.default_loss()
@@ -225,6 +324,19 @@ class Task(keras.Model):
 
     def _check_optimizer_knows_variables(self):
         optimizer = getattr(self, "optimizer", None)
+        if (
+            not getattr(optimizer, "built", False)
+            and self.__dict__.get("_rate_chosen_for_frozen")
+            and self.backbone is not None
+            and self.backbone.trainable_weights
+        ):
+            raise ValueError(
+                "The backbone was unfrozen after `compile()`, which chose the "
+                f"learning rate for a frozen backbone ({HEAD_LEARNING_RATE:g}, "
+                "too large for pretrained weights). Call `model.compile()` "
+                f"again after `kt.unfreeze` (it then picks {FINE_TUNING_LEARNING_RATE:g}), "
+                "or pass `learning_rate=...`."
+            )
         known = getattr(optimizer, "_trainable_variables_indices", None)
         if not getattr(optimizer, "built", False) or known is None:
             return
@@ -252,7 +364,14 @@ class Task(keras.Model):
     def _size_schedule(self, steps):
         schedule = getattr(getattr(self, "optimizer", None), "_learning_rate", None)
         if isinstance(schedule, WarmupLinearDecay) and schedule.sized_by_fit and steps:
-            schedule.resize(steps, start_step=int(self.optimizer.iterations.numpy()))
+            # With gradient accumulation the optimizer updates once per k
+            # batches, and Keras evaluates the schedule at the batch count.
+            accumulation = getattr(self.optimizer, "gradient_accumulation_steps", None) or 1
+            schedule.resize(
+                -(-steps // accumulation),
+                start_step=int(keras.ops.convert_to_numpy(self.optimizer._iterations)),
+                steps_per_update=accumulation,
+            )
 
     # Training and inference -------------------------------------------------
 
@@ -266,13 +385,24 @@ class Task(keras.Model):
         shuffle=True,
         seed=None,
         cache_features="auto",
+        stop_on_nan=True,
         **kwargs,
     ):
         """Trains the model; `x` may be raw texts, a `TextData` or a dataset.
 
         Raw text is tokenized once and batched by length; `batch_size`
         defaults to 32. `validation_data` may be a `TextData` or a
-        `(texts, labels)` tuple. `seed` fixes the order of the batches.
+        `(texts, labels)` tuple. `seed` fixes the order of the batches:
+        epoch `e` gets an order that depends only on `(seed, e)`, so a run
+        resumed by `kt.callbacks.BackupAndRestore` sees the same batches.
+        For a run that repeats exactly (order, initial head weights,
+        dropout, metrics), call `keras.utils.set_random_seed(s)` before
+        building the model and pass `seed=s`.
+
+        `stop_on_nan=True` (the default) adds `kt.callbacks.StopOnNaN`:
+        a NaN or infinite loss stops training with a warning naming the
+        step, and the weights from before that step are put back. `False`
+        leaves it out (as does passing your own `StopOnNaN`).
 
         Feature caching: when the backbone is frozen, its output for a text
         never changes, so it is computed once and the head trains on the
@@ -284,6 +414,11 @@ class Task(keras.Model):
         as `ModelCheckpoint`, turn it off). `True` insists, `False` never
         caches.
 
+        Under torchrun (`torchrun --nproc_per_node=N script.py`) the same
+        call trains data-parallel: `batch_size` is the global batch, each
+        process takes its rows of every batch, and gradients and metrics
+        are averaged over processes (see `kt.distributed`).
+
         Everything else is `keras.Model.fit`.
         """
         if not (cache_features is True or cache_features is False or cache_features == "auto"):
@@ -291,9 +426,20 @@ class Task(keras.Model):
                 "Expected `cache_features` to be 'auto', True or False. "
                 f"Received: cache_features={cache_features!r}"
             )
+        if not isinstance(stop_on_nan, bool):
+            raise ValueError(
+                f"Expected `stop_on_nan` to be True or False. Received: stop_on_nan={stop_on_nan!r}"
+            )
+        if distributed.initialize():
+            seed = distributed.broadcast_seed(seed)  # one batch order on every process
         if getattr(self, "optimizer", None) is None:
             self.compile()
         self._check_optimizer_knows_variables()
+        lora_lib.reseed_adapters(self)
+        distributed.sync_model(self)
+        given = kwargs.get("callbacks") or []
+        if stop_on_nan and not any(isinstance(c, StopOnNaN) for c in getattr(given, "callbacks", given)):
+            kwargs["callbacks"] = _add_callbacks(kwargs.get("callbacks"), StopOnNaN())
         data, y = self._as_batches(x, y, batch_size, shuffle=shuffle, seed=seed)
         if isinstance(data, TextBatches):
             if data.labels is None:
@@ -302,11 +448,24 @@ class Task(keras.Model):
                     "a TextData with labels (for example from kt.datasets)."
                 )
             batch_size = None
+            distributed.check_batch_size(data.batch_size)
         validation_data = self._validation_batches(validation_data, batch_size)
         steps = kwargs.get("steps_per_epoch") or _length(data, batch_size)
-        if self._should_cache(cache_features, data, validation_data, kwargs):
+        cache = self._should_cache(cache_features, data, validation_data, kwargs)
+        # Under torchrun only rank 0 shows progress and runs writer callbacks.
+        kwargs = distributed.main_process_kwargs(kwargs)
+        if cache:
             return self._fit_on_cached_features(data, epochs, validation_data, steps, kwargs)
         self._size_schedule(steps * epochs if steps else None)
+        if isinstance(data, TextBatches):
+            # TextBatches shuffles itself, as a pure function of (seed,
+            # epoch); Keras' own shuffle would add Python's global RNG.
+            kwargs["callbacks"] = _add_callbacks(kwargs.get("callbacks"), _EpochOrder(data))
+            shuffle = False
+            # Under torchrun each process takes its rows of every batch.
+            data = distributed.shard(data)
+        if isinstance(validation_data, TextBatches):
+            validation_data = distributed.shard(validation_data)
         return super().fit(
             data,
             y,
@@ -358,7 +517,8 @@ class Task(keras.Model):
     def _features(self, batches, verbose):
         """The feature layer's output for every example, in input order."""
         trunk = keras.Model(self.inputs, self.get_layer(self.feature_layer).output)
-        return _predict_in_order(trunk, batches, verbose=verbose)
+        # Under torchrun each process computes 1/N of them; all get all.
+        return distributed.sharded_features(lambda part: _predict_in_order(trunk, part, verbose=verbose), batches)
 
     def _fit_on_cached_features(self, data, epochs, validation_data, steps, kwargs):
         verbose = kwargs.get("verbose", "auto")
@@ -368,12 +528,14 @@ class Task(keras.Model):
         validation = None
         if validation_data is not None:
             validation = (self._features(validation_data, verbose), validation_data.labels)
+            if distributed.is_distributed():
+                validation = distributed.shard(_FeatureBatches(validation[0], validation_data))
         # The head: the same layer objects (so the same weights) on a new input.
         features_in = keras.Input(shape=x.shape[1:], name="features")
         out = features_in
         for layer in self._head_layers():
             out = layer(out)
-        head = keras.Model(features_in, out, name=f"{self.name}_head")
+        head = distributed.DataParallelModel(features_in, out, name=f"{self.name}_head")
         metrics = self._compiled_with["metrics"]
         head.compile(
             optimizer=self.optimizer,
@@ -381,13 +543,14 @@ class Task(keras.Model):
             metrics=[keras.metrics.get(keras.metrics.serialize(m)) for m in metrics or []],
         )
         self._size_schedule(steps * epochs if steps else None)
+        # The same batches, in the same order, as training on the texts.
+        batches = distributed.shard(_FeatureBatches(x, data))
+        kwargs["callbacks"] = _add_callbacks(kwargs.get("callbacks"), _EpochOrder(data))
         history = head.fit(
-            x,
-            data.labels,
-            batch_size=data.batch_size,
+            batches,
             epochs=epochs,
             validation_data=validation,
-            shuffle=data.shuffle,
+            shuffle=False,
             **kwargs,
         )
         self.history = history
@@ -408,9 +571,13 @@ class Task(keras.Model):
         Returns what `keras.Model.evaluate` returns; pass
         `return_dict=True` for a `{"loss": …, "accuracy": …}` dictionary.
         """
+        distributed.initialize()
         data, y = self._as_batches(x, y, batch_size, shuffle=False)
         if isinstance(data, TextBatches):
             batch_size = None
+            # Under torchrun each process evaluates its rows; metrics are summed.
+            data = distributed.shard(data)
+        kwargs = distributed.main_process_kwargs(kwargs)
         return super().evaluate(data, y, batch_size=batch_size, **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):
@@ -418,6 +585,7 @@ class Task(keras.Model):
         if _is_text_data(x):
             x = x.texts
         data, _ = self._as_batches(x, None, batch_size, shuffle=False)
+        kwargs = distributed.main_process_kwargs(kwargs)
         if not isinstance(data, TextBatches):
             return super().predict(data, batch_size=batch_size, **kwargs)
         return _predict_in_order(super(), data, **kwargs)
@@ -438,6 +606,8 @@ class Task(keras.Model):
         lines.append(f"Trains: {trainable:,} parameters · Frozen: {frozen:,} parameters")
         if self.backbone is not None:
             lines.append(f"Backbone {type(self.backbone).__name__}: {freezing.describe(self.backbone)}")
+            if lora_lib.describe(self.backbone):
+                lines.append(lora_lib.describe(self.backbone))
         if self.preprocessor is not None:
             p = self.preprocessor
             lines.append(
@@ -452,8 +622,12 @@ class Task(keras.Model):
 
         The model is written to a temporary file beside `filepath` and
         renamed over it only once complete, so a save killed half-way never
-        replaces a good file with a broken one.
+        replaces a good file with a broken one. Under torchrun only rank 0
+        writes; on the other processes `save` returns at once.
         """
+        return distributed.save_on_main_process(lambda: self._save_here(filepath, overwrite, **kwargs))
+
+    def _save_here(self, filepath, overwrite=True, **kwargs):
         path = os.fspath(filepath)
         if not path.endswith(".keras"):
             return super().save(filepath, overwrite=overwrite, **kwargs)
@@ -475,6 +649,7 @@ class Task(keras.Model):
             "backbone": keras.layers.serialize(self.backbone),
             "preprocessor": keras.layers.serialize(self.preprocessor) if self.preprocessor else None,
             "frozen_state": freezing.frozen_state(self),
+            **({"lora": lora_lib.lora_config(self)} if lora_lib.lora_config(self) else {}),
         }
 
     @classmethod
@@ -495,7 +670,46 @@ _HEAD_ONLY_CALLBACKS = (
     keras.callbacks.ReduceLROnPlateau,
     keras.callbacks.LearningRateScheduler,
     keras.callbacks.LambdaCallback,
+    StopOnNaN,
+    BackupAndRestore,  # backs up the head and its optimizer: resumes the same
+    LearningRateLogger,
+    lr_finder._Sweep,
 )
+
+
+class _EpochOrder(keras.callbacks.Callback):
+    """Serves epoch `e` the batch order of `(seed, e)`, resumed runs included."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.set_epoch(epoch)
+
+
+class _FeatureBatches(keras.utils.PyDataset):
+    """Cached features in the batches (and order) of a `TextBatches`."""
+
+    def __init__(self, features, text_batches):
+        super().__init__()
+        self.features = features
+        self.text_batches = text_batches
+
+    def __len__(self):
+        return len(self.text_batches)
+
+    def __getitem__(self, index):
+        rows = self.text_batches._batches[index]
+        return self.features[rows], self.text_batches.labels[rows]
+
+
+def _add_callbacks(callbacks, *extra):
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        for callback in extra:
+            callbacks.append(callback)
+        return callbacks
+    return list(callbacks or []) + list(extra)
 
 
 def _predict_in_order(model, batches, **kwargs):
