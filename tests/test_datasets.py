@@ -685,13 +685,16 @@ def test_sample_script_is_deterministic(acl_tar, tmp_path):
 
 def test_public_api():
     assert sorted(datasets.__all__) == sorted(
-        ["TextData", "from_lists", "imdb", "imdb_sample", "read_csv",
-         "read_folder", "read_jsonl"])
+        ["ParallelData", "QAData", "TaggedData", "TextData", "from_lists",
+         "imdb", "imdb_sample", "multi30k", "read_conll", "read_csv",
+         "read_folder", "read_jsonl", "read_parallel", "read_squad"])
     for name in datasets.__all__:
         assert getattr(datasets, name).__doc__
 
 
-@pytest.mark.parametrize("module", ["__init__.py", "readers.py", "imdb.py"])
+@pytest.mark.parametrize(
+    "module", ["__init__.py", "readers.py", "imdb.py", "conll.py", "squad.py", "parallel.py"]
+)
 def test_modules_import_no_heavy_frameworks(module):
     tree = ast.parse((PACKAGE / module).read_text())
     assert ast.get_docstring(tree)
