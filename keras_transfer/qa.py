@@ -20,11 +20,12 @@
 """
 
 import dataclasses
-import math
 
 import keras
 import keras_hub
 import numpy as np
+
+from keras_transfer.batching import plan_batches
 
 #: Position of the "no answer in this window" label (the CLS / start token).
 NULL_POSITION = 0
@@ -274,22 +275,8 @@ class QABatches(keras.utils.PyDataset):
         self._batches = self._plan()
 
     def _plan(self):
-        order = np.arange(len(self.windows))
-        if self.shuffle:
-            order = self.rng.permutation(order)
-        # Group windows of similar length (as `TextBatches` does), in chunks
-        # of 100 batches so that batches still mix examples.
-        chunk = self.batch_size * 100
-        order = np.concatenate(
-            [
-                part[np.argsort(self.lengths[part], kind="stable")]
-                for part in np.array_split(order, max(1, math.ceil(len(order) / chunk)))
-            ]
-        )
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if self.shuffle:
-            batches = [batches[i] for i in self.rng.permutation(len(batches))]
-        return batches
+        # Windows of similar length together, as `TextBatches` groups texts.
+        return plan_batches(self.lengths, self.batch_size, self.rng, self.shuffle)
 
     def __len__(self):
         return len(self._batches)

@@ -17,12 +17,12 @@ TensorFlow or Grain; these do not.
 """
 
 import dataclasses
-import math
 
 import keras
 import keras_hub
 import numpy as np
 
+from keras_transfer.batching import plan_batches
 from keras_transfer.preprocessing import check_texts
 
 
@@ -356,18 +356,7 @@ class Seq2SeqBatches(keras.utils.PyDataset):
 
     def _plan(self):
         rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(len(self.packed)) if self.shuffle else np.arange(len(self.packed))
-        chunk = self.batch_size * 100  # as TextBatches: similar lengths, random membership
-        order = np.concatenate(
-            [
-                part[np.argsort(self.lengths[part], kind="stable")]
-                for part in np.array_split(order, max(1, math.ceil(len(order) / chunk)))
-            ]
-        )
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if self.shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        return batches
+        return plan_batches(self.lengths, self.batch_size, rng, self.shuffle)
 
     def __len__(self):
         return len(self._batches)

@@ -32,33 +32,36 @@ def apply_freeze(model, freeze):
         freezing.unfreeze(model, top=freeze)
 
 
-def check_label_names(label_names, count, count_name="num_classes", minimum=2, what="class"):
-    """Validates a task's `label_names` against its size argument.
+def check_label_names(
+    label_names, count, count_name="num_classes", minimum=2, what="class", names_name="label_names"
+):
+    """Validates a task's `label_names` (or `tag_names`) against its size argument.
 
     Returns `(label_names, count)`: the names as a list of strings (or
     `None`) and the size, taken from the names when it was left out.
     """
+    noun = names_name.removesuffix("_names")
     if isinstance(label_names, str):
         raise ValueError(
-            f"Expected `label_names` to be a list of {what} names. Received "
+            f"Expected `{names_name}` to be a list of {what} names. Received "
             f"the single string {label_names!r}; wrap the names in a list."
         )
     if label_names is not None:
         label_names = [str(name) for name in label_names]
         if len(set(label_names)) != len(label_names):
-            raise ValueError(f"`label_names` has duplicates: {label_names}.")
+            raise ValueError(f"`{names_name}` has duplicates: {label_names}.")
         if count is None:
             count = len(label_names)
         elif count != len(label_names):
             raise ValueError(
-                f"{count_name}={count} but {len(label_names)} label "
+                f"{count_name}={count} but {len(label_names)} {noun} "
                 f"names were given ({label_names}). Give one name per {what}."
             )
     if isinstance(count, bool) or not isinstance(count, int) or count < minimum:
-        binary = " (a binary task has 2 classes)" if minimum == 2 else ""
+        binary = " (a binary task has 2 classes)" if minimum == 2 and what == "class" else ""
         raise ValueError(
             f"Expected `{count_name}` to be an integer of at least {minimum}"
-            f"{binary}, or `label_names`. Received: {count_name}={count!r}"
+            f"{binary}, or `{names_name}`. Received: {count_name}={count!r}"
         )
     return label_names, count
 

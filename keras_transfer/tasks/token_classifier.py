@@ -27,7 +27,7 @@ from keras_transfer.metrics.entities import (
 )
 from keras_transfer.tagging import TaggedBatches, check_tag_names, split_words
 from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task
-from keras_transfer.tasks.text_classifier import check_head_arguments, task_from_preset
+from keras_transfer.tasks.text_classifier import check_head_arguments, check_label_names, task_from_preset
 
 
 def _is_word_lists(x):
@@ -97,27 +97,9 @@ class TokenClassifier(Task):
         compile=True,
         **kwargs,
     ):
-        if isinstance(tag_names, str):
-            raise ValueError(
-                f"Expected `tag_names` to be a list of tags. Received the single "
-                f"string {tag_names!r}; wrap the names in a list."
-            )
-        if tag_names is not None:
-            tag_names = [str(name) for name in tag_names]
-            if len(set(tag_names)) != len(tag_names):
-                raise ValueError(f"`tag_names` has duplicates: {tag_names}.")
-            if num_tags is None:
-                num_tags = len(tag_names)
-            elif num_tags != len(tag_names):
-                raise ValueError(
-                    f"num_tags={num_tags} but {len(tag_names)} tag names were "
-                    f"given ({tag_names}). Give one name per tag."
-                )
-        if isinstance(num_tags, bool) or not isinstance(num_tags, int) or num_tags < 2:
-            raise ValueError(
-                "Expected `num_tags` to be an integer of at least 2, or "
-                f"`tag_names`. Received: num_tags={num_tags!r}"
-            )
+        tag_names, num_tags = check_label_names(
+            tag_names, num_tags, count_name="num_tags", what="tag", names_name="tag_names"
+        )
         if tag_scheme is not None:
             tag_scheme = check_scheme(tag_scheme)
             if tag_names is not None:

@@ -296,11 +296,10 @@ class Translator(Task):
         if isinstance(data, Seq2SeqBatches):
             distributed.check_batch_size(data.batch_size)
             callbacks.append(_EpochOrder(data))
-        if validation_data is not None and not isinstance(validation_data, keras.utils.PyDataset):
-            if isinstance(validation_data, tuple) and len(validation_data) == 2:
-                validation_data = self._as_seq2seq_batches(*validation_data, batch_size, False, name="validation_data")
-            else:
-                validation_data = self._as_seq2seq_batches(validation_data, None, batch_size, False, name="validation_data")
+        if validation_data is not None:
+            pair = isinstance(validation_data, tuple) and len(validation_data) == 2
+            sources, targets = validation_data if pair else (validation_data, None)
+            validation_data = self._as_seq2seq_batches(sources, targets, batch_size, False, name="validation_data")
         steps = kwargs.get("steps_per_epoch") or len(data)
         self._size_schedule(steps * epochs)
         kwargs = distributed.main_process_kwargs({**kwargs, "callbacks": callbacks})
