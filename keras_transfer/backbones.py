@@ -18,6 +18,7 @@ import pathlib
 
 import keras_hub
 
+from keras_transfer import fused
 from keras_transfer.families import FAMILIES, family_of
 from keras_transfer.freezing import restore_frozen_state
 from keras_transfer.preprocessing import TextPreprocessor
@@ -254,6 +255,7 @@ def load_backbone(
             backbone._kt_default_pooling = pooling
     # A backbone saved while frozen comes back with trainable weights.
     restore_frozen_state(backbone)
+    fused.fuse(backbone)  # torch's fused linear and attention kernels
     max_length = getattr(backbone, "max_sequence_length", None) or sequence_length
     preprocessor = TextPreprocessor(
         tokenizer,

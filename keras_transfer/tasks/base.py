@@ -19,7 +19,7 @@ import os
 import keras
 import numpy as np
 
-from keras_transfer import distributed, freezing
+from keras_transfer import distributed, freezing, fused
 from keras_transfer import lora as lora_lib
 from keras_transfer.batching import TextBatches
 from keras_transfer import lr_finder
@@ -69,6 +69,8 @@ class Task(distributed.DataParallel, keras.Model):
             freezing.restore_frozen_state(self, frozen_state)
         if lora:  # a saved LoRA model: its adapters come back before its weights
             lora_lib.enable_lora(self, **lora)
+        # torch's fused linear and attention kernels, for the head too.
+        fused.fuse(self)
 
     # Attributes are stored outside Keras' and torch's trackers, as KerasHub
     # tasks do: the backbone is already tracked through the graph, and a
@@ -111,6 +113,7 @@ class Task(distributed.DataParallel, keras.Model):
     @preprocessor.setter
     def preprocessor(self, value):
         self._preprocessor = value
+        _mark_weightless_layers_built(value)
 
     def freeze(self):
         """Freezes the backbone (`kt.freeze(model)`); compile again after."""
@@ -702,6 +705,20 @@ class _FeatureBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         rows = self.text_batches._batches[index]
         return self.features[rows], self.text_batches.labels[rows]
+
+
+def _mark_weightless_layers_built(layer):
+    """Marks a preprocessor and its tokenizer built: they have no weights.
+
+    Keras traces the whole model symbolically again at every
+    `train_on_batch`, `test_on_batch` and `evaluate` call while any layer it
+    tracks is unbuilt, which cost about 150 ms per call with MiniLM.
+    """
+    if not isinstance(layer, keras.layers.Layer):
+        return
+    for sub in layer._flatten_layers(include_self=True, recursive=True):
+        if not sub.built and not sub.weights:
+            sub.built = True
 
 
 def _add_callbacks(callbacks, *extra):

@@ -1,0 +1,259 @@
+"""torch's fused kernels (keras_transfer.fused) compute what Keras' own do.
+
+Every test compares a layer or model run fused against the same object run
+through Keras' own `call` / `_compute_attention` (`fused.unfuse`), on the
+same weights and inputs.
+"""
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+import torch
+from family_models import FAMILY_CLASSES, make_backbone, make_tokenizer
+from helpers import TEXTS
+
+import keras_transfer as kt
+from keras_transfer import fused
+from keras_transfer.preprocessing import TextPreprocessor
+from keras_transfer.families import family_of
+
+
+def _numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _both(model, run):
+    """`run()` fused and unfused; the model is left fused."""
+    fused.unfuse(model)
+    unfused_out = run()
+    assert fused.fuse(model) > 0
+    return run(), unfused_out
+
+
+def _randomize(layer, seed=0):
+    """Random values for every weight, biases included (they start at 0)."""
+    rng = np.random.default_rng(seed)
+    for weight in layer.weights:
+        weight.assign(rng.normal(0.0, 0.2, size=weight.shape).astype(weight.dtype))
+
+
+def _family_batch(family):
+    tokenizer = make_tokenizer(family)
+    backbone = make_backbone(family, tokenizer.vocabulary_size())
+    _randomize(backbone)
+    fam = family_of(backbone)
+    preprocessor = TextPreprocessor(tokenizer, backbone_class=fam.backbone_class, sequence_length=12)
+    # Texts of different lengths, so the batch has padding (left or right).
+    batch = preprocessor(["a good film", TEXTS[0], "bad"])
+    return backbone, batch
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_CLASSES))
+def test_every_family_gives_the_same_outputs_fused(family):
+    backbone, batch = _family_batch(family)
+
+    def run():
+        out = backbone(batch, training=False)
+        return _numpy(out["sequence_output"] if isinstance(out, dict) else out)
+
+    fused_out, unfused_out = _both(backbone, run)
+    mask = _numpy(batch["padding_mask"])[..., None]
+    assert np.isfinite(fused_out * mask).all()
+    np.testing.assert_allclose(fused_out * mask, unfused_out * mask, atol=2e-5, rtol=1e-4)
+
+
+def _no_dropout_bert(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=16, dropout=0.0,
+    )
+
+
+def test_gradients_are_the_same_fused():
+    backbone = _no_dropout_bert()
+    _randomize(backbone)
+    rng = np.random.default_rng(0)
+    batch = {
+        "token_ids": torch.from_numpy(rng.integers(1, 50, size=(3, 10)).astype("int32")),
+        "segment_ids": torch.zeros((3, 10), dtype=torch.int32),
+        "padding_mask": torch.from_numpy(np.arange(10)[None, :] < np.array([[10], [6], [3]])),
+    }
+
+    def run():
+        for weight in backbone.trainable_weights:
+            weight.value.grad = None
+        out = backbone(batch, training=True)
+        loss = (out["sequence_output"] ** 2).mean() + out["pooled_output"].sum()
+        loss.backward()
+        return [weight.value.grad.clone().numpy() for weight in backbone.trainable_weights]
+
+    fused_grads, unfused_grads = _both(backbone, run)
+    assert len(fused_grads) == len(backbone.trainable_weights) > 10
+    for a, b, weight in zip(fused_grads, unfused_grads, backbone.trainable_weights):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4, err_msg=weight.path)
+
+
+def _spy_on_sdpa(monkeypatch):
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("attn_mask"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    return calls
+
+
+def test_attention_with_dropout_takes_the_fused_kernel_when_dropout_does_nothing(bert_preset, monkeypatch):
+    # A trainable backbone keeps its attention dropout (0.1); Keras' own path
+    # then never uses the fused kernel, not even in inference.
+    backbone, preprocessor = kt.load_backbone(bert_preset, sequence_length=16)
+    assert backbone.transformer_layers[0]._self_attention_layer._dropout > 0
+    batch = preprocessor(["a good film", "a bad awful film indeed"])
+    calls = _spy_on_sdpa(monkeypatch)
+    inference = backbone(batch, training=False)["sequence_output"]
+    assert len(calls) == 2  # one per block
+    fused.unfuse(backbone)
+    calls.clear()
+    keras_own = backbone(batch, training=False)["sequence_output"]
+    assert not calls
+    mask = _numpy(batch["padding_mask"])[..., None]
+    np.testing.assert_allclose(_numpy(inference) * mask, _numpy(keras_own) * mask, atol=1e-5)
+
+    # Training with dropout: Keras' own path, whose dropout is Keras' seeded one.
+    fused.fuse(backbone)
+    calls.clear()
+    backbone(batch, training=True)
+    assert not calls
+
+
+def test_causal_attention_with_left_padding_stays_finite(gpt2_preset, monkeypatch):
+    backbone, preprocessor = kt.load_backbone(gpt2_preset, sequence_length=12)
+    batch = preprocessor(["a", "the end of a long story"])
+    assert not _numpy(batch["padding_mask"]).all()
+    calls = _spy_on_sdpa(monkeypatch)
+
+    def run():
+        return _numpy(backbone(batch, training=False))
+
+    fused_out, unfused_out = _both(backbone, run)
+    assert calls and all(mask is not None and mask.dtype == torch.float32 for mask in calls)
+    assert np.isfinite(fused_out).all()
+    mask = _numpy(batch["padding_mask"])[..., None]
+    np.testing.assert_allclose(fused_out * mask, unfused_out * mask, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "equation, bias_axes, plan",
+    [
+        ("ab,bc->ac", "c", (1, 1)),
+        ("abc,cde->abde", "de", (1, 2)),  # query/key/value projections
+        ("abcd,cde->abe", "e", (2, 1)),  # attention output projection
+        ("btd,dnh->btnh", None, (1, 2)),
+        ("abc,cde->abde", "e", None),  # bias over part of the output axes
+        ("abc,dc->abd", None, None),  # kernel stored (out, in)
+        ("abc,cd->acd", None, None),  # output axes reordered
+        ("...b,bc->...c", None, None),  # ellipsis
+        ("ab,bc->abc", None, None),  # nothing contracted
+    ],
+)
+def test_einsum_plans(equation, bias_axes, plan):
+    assert fused._einsum_plan(equation, bias_axes) == plan
+
+
+@pytest.mark.parametrize(
+    "equation, output_shape, bias_axes, input_shape",
+    [
+        ("abc,cde->abde", (None, 4, 3), "de", (2, 5, 6)),
+        ("abcd,cde->abe", (None, 7), "e", (2, 5, 4, 3)),
+        ("abc,cde->abde", (None, 4, 3), "e", (2, 5, 6)),  # falls back
+        ("abc,dc->abd", (None, 4), None, (2, 5, 6)),  # falls back
+    ],
+)
+def test_einsum_dense_layers_agree(equation, output_shape, bias_axes, input_shape):
+    keras.utils.set_random_seed(0)
+    layer = keras.layers.EinsumDense(
+        equation, output_shape=output_shape, bias_axes=bias_axes,
+        activation="gelu", bias_initializer="random_normal",
+    )
+    x = np.random.default_rng(0).normal(size=input_shape).astype("float32")
+    layer(x)
+    fusable = fused._einsum_plan(equation, bias_axes) is not None
+    out, reference = _both(layer, lambda: _numpy(layer(x))) if fusable else (None, None)
+    if not fusable:
+        assert fused.fuse(layer) == 0 and not fused.is_fused(layer)
+        return
+    assert fused.is_fused(layer)
+    np.testing.assert_allclose(out, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_dense_with_lora_agrees():
+    keras.utils.set_random_seed(0)
+    layer = keras.layers.Dense(5, activation="relu")
+    x = np.random.default_rng(0).normal(size=(3, 4, 6)).astype("float32")
+    layer(x)
+    layer.enable_lora(2)
+    layer.lora_kernel_b.assign(np.ones((2, 5), "float32"))  # a nonzero adapter
+    out, reference = _both(layer, lambda: _numpy(layer(x)))
+    np.testing.assert_allclose(out, reference, atol=1e-5)
+
+
+def test_integer_inputs_take_keras_own_path():
+    layer = keras.layers.Dense(3)
+    x = np.arange(8, dtype="int32").reshape(2, 4)
+    layer(x.astype("float32"))
+    out, reference = _both(layer, lambda: _numpy(layer(x)))
+    np.testing.assert_allclose(out, reference)
+
+
+def test_mixed_bfloat16_agrees(bert_preset):
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16, dtype="mixed_bfloat16")
+    batch = model.preprocessor(["a good film", "bad"])
+    out, reference = _both(model, lambda: _numpy(model.predict_on_batch(batch)))
+    np.testing.assert_allclose(out, reference, atol=2e-2)
+
+
+def test_task_models_run_fused_also_after_loading(bert_preset, tmp_path):
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16)
+    logits = model.get_layer("logits")
+    attention = model.backbone.transformer_layers[0]._self_attention_layer
+    assert fused.is_fused(logits) and fused.is_fused(attention)
+    assert fused.is_fused(attention._query_dense) and fused.is_fused(attention._output_dense)
+    texts = ["a good film", "a bad awful film indeed"]
+    before = model.predict(texts, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    assert "_kt_fused" not in (tmp_path / "model.keras").read_bytes().decode("latin-1")
+    loaded = kt.load_model(path)
+    assert fused.is_fused(loaded.get_layer("logits"))
+    assert fused.is_fused(loaded.backbone.transformer_layers[0]._self_attention_layer)
+    np.testing.assert_allclose(loaded.predict(texts, verbose=0), before, atol=1e-6)
+
+
+def test_fuse_is_idempotent_and_unfuse_restores(bert_preset):
+    backbone, _ = kt.load_backbone(bert_preset, sequence_length=16)
+    dense = backbone.transformer_layers[0]._feedforward_output_dense
+    assert fused.is_fused(dense)
+    count = fused.fuse(backbone)
+    assert fused.fuse(backbone) == count
+    assert fused.unfuse(backbone) == count
+    assert not fused.is_fused(dense) and "call" not in dense.__dict__
+    assert fused.unfuse(backbone) == 0
+
+
+def test_train_on_batch_does_not_trace_the_model_again(bert_preset, monkeypatch):
+    # Keras traces the whole model symbolically at every train_on_batch
+    # while any layer it tracks (the preprocessor, the tokenizer) is unbuilt.
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16)
+    assert all(layer.built for layer in model._flatten_layers())
+    batch = model.preprocessor(["a good film", "bad"])
+    model.train_on_batch(batch, np.array([1, 0]))
+    traced = []
+    real = keras.src.backend.compute_output_spec
+    monkeypatch.setattr(keras.src.backend, "compute_output_spec", lambda *a, **k: traced.append(1) or real(*a, **k))
+    model.train_on_batch(batch, np.array([1, 0]))
+    model.test_on_batch(batch, np.array([1, 0]))
+    assert not traced
