@@ -688,3 +688,31 @@ def test_every_task_on_every_family(family_preset, family, tmp_path):
     reloaded = kt.load_model(tmp_path / "model.keras")
     assert type(reloaded) is type(model) and reloaded.get_config() == model.get_config()
     assert_same_predictions(model, reloaded, x)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: kt.TextClassifier.from_preset(p, num_classes=3, hidden_units=(8,)),
+        lambda p: kt.TextPairClassifier.from_preset(p, num_classes=2),
+        lambda p: kt.MultiLabelClassifier.from_preset(p, num_classes=3),
+        lambda p: kt.TextRegressor.from_preset(p),
+        lambda p: kt.TokenClassifier.from_preset(p, tag_names=["O", "B-X", "I-X"]),
+        lambda p: kt.QuestionAnswerer.from_preset(p, sequence_length=24, stride=6, max_question_length=8),
+    ],
+)
+def test_heads_start_from_small_weights(bert_preset, make):
+    # HuggingFace and KerasHub heads start from N(0, 0.02), not Keras'
+    # Glorot default (std about 0.33 for these 16-wide inputs): a short
+    # head training from Glorot weights ends measurably worse.
+    model = make(bert_preset)
+    backbone_layers = {id(layer) for layer in model.backbone._flatten_layers()}
+    kernels = [
+        keras.ops.convert_to_numpy(layer.kernel)
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.Dense) and id(layer) not in backbone_layers
+    ]
+    assert kernels
+    for kernel in kernels:
+        assert np.abs(kernel).max() <= 0.04 + 1e-6  # truncated at two standard deviations
+        assert 0.005 < kernel.std() < 0.03

@@ -44,7 +44,7 @@ def trained(bert_preset):
     model = _model(bert_preset, freeze=False)
     model.compile(learning_rate=1e-2)
     x, y = _data()
-    history = model.fit(x, y, epochs=6, batch_size=8, seed=0, verbose=0)
+    history = model.fit(x, y, epochs=10, batch_size=8, seed=0, verbose=0)
     return model, history
 
 

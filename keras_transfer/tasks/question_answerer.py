@@ -17,7 +17,7 @@ from keras_transfer.families import family_of
 from keras_transfer.metrics.squad import squad_scores
 from keras_transfer.qa import QABatches, check_family, check_window_sizes, decode, make_windows
 from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task
-from keras_transfer.tasks.text_classifier import _check_freeze, apply_freeze
+from keras_transfer.tasks.text_classifier import _check_freeze, apply_freeze, head_initializer
 
 # Large enough to zero a softmax in float32, small enough not to overflow.
 _MASK_VALUE = -1e9
@@ -155,7 +155,7 @@ class QuestionAnswerer(Task):
         dtype = backbone.dtype_policy
         if dropout:
             features = keras.layers.Dropout(dropout, dtype=dtype, name="span_dropout")(features)
-        logits = keras.layers.Dense(2, dtype=dtype, name="span_dense")(features)  # (B, T, 2)
+        logits = keras.layers.Dense(2, kernel_initializer=head_initializer(), dtype=dtype, name="span_dense")(features)  # (B, T, 2)
         outputs = {
             "start_logits": SpanLogits(0, name="start_logits")(logits, inputs["span_mask"]),
             "end_logits": SpanLogits(1, name="end_logits")(logits, inputs["span_mask"]),

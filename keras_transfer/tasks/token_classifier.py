@@ -27,7 +27,7 @@ from keras_transfer.metrics.entities import (
 )
 from keras_transfer.tagging import TaggedBatches, check_tag_names, split_words
 from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task
-from keras_transfer.tasks.text_classifier import check_head_arguments, check_label_names, task_from_preset
+from keras_transfer.tasks.text_classifier import check_head_arguments, check_label_names, head_initializer, task_from_preset
 
 
 def _is_word_lists(x):
@@ -115,9 +115,13 @@ class TokenClassifier(Task):
         x = features
         for i, units in enumerate(hidden_units):
             x = keras.layers.Dropout(dropout, dtype=dtype, name=f"head_dropout_{i}")(x)
-            x = keras.layers.Dense(units, activation="gelu", dtype=dtype, name=f"head_dense_{i}")(x)
+            x = keras.layers.Dense(
+                units, activation="gelu", kernel_initializer=head_initializer(), dtype=dtype, name=f"head_dense_{i}"
+            )(x)
         x = keras.layers.Dropout(dropout, dtype=dtype, name="output_dropout")(x)
-        outputs = keras.layers.Dense(num_tags, dtype=dtype, name="logits")(x)  # (B, T, num_tags)
+        outputs = keras.layers.Dense(
+            num_tags, kernel_initializer=head_initializer(), dtype=dtype, name="logits"
+        )(x)  # (B, T, num_tags)
         super().__init__(
             inputs=inputs,
             outputs=outputs,
