@@ -57,6 +57,10 @@ def parse_args():
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--side", choices=("both", "kt", "hf"), default="both")
+    parser.add_argument(
+        "--seeds", type=int, default=1,
+        help="train and evaluate this many times per side, training seeds 0..N-1 (same data subset)",
+    )
     parser.add_argument("--json-out", default=None, help=argparse.SUPPRESS)  # a child's result
     common.common_arguments(parser, threads=THREADS)
     args = parser.parse_args()
@@ -79,18 +83,18 @@ def load_data(args):
     )
 
 
-def run_kt(args, train, test):
+def run_kt(args, train, test, seed):
     import keras
 
     import keras_transfer as kt
 
-    keras.utils.set_random_seed(SEED)
+    keras.utils.set_random_seed(seed)
     with common.Timer() as load:
         model = kt.TextClassifier.from_preset(
             args.model, num_classes=2, freeze=True, pooling="mean", sequence_length=args.sequence_length
         )
     with common.Timer() as fit:
-        history = model.fit(train, epochs=args.epochs, batch_size=args.batch_size, seed=SEED, verbose=0)
+        history = model.fit(train, epochs=args.epochs, batch_size=args.batch_size, seed=seed, verbose=0)
     with common.Timer() as evaluate:
         result = model.evaluate(test, batch_size=args.batch_size, return_dict=True, verbose=0)
     return {
@@ -104,12 +108,12 @@ def run_kt(args, train, test):
     }
 
 
-def run_hf(args, train, test):
+def run_hf(args, train, test, seed):
     import numpy as np
     import torch
 
     transformers = common.hf_quiet()
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     with common.Timer() as load:
         tokenizer = transformers.AutoTokenizer.from_pretrained(args.model)
         model = common.hf_classifier(transformers.AutoModel.from_pretrained(args.model), frozen=True)
@@ -126,7 +130,7 @@ def run_hf(args, train, test):
         x = encode(train.texts)  # {name: (n, sequence_length)}
         y = torch.as_tensor(np.asarray(train.labels), dtype=torch.int64)
         optimizer, schedule = common.hf_adamw(model, LEARNING_RATE, total_steps=math.ceil(n / size) * args.epochs)
-        order = torch.Generator().manual_seed(SEED)
+        order = torch.Generator().manual_seed(seed)
         model.train()
         for _ in range(args.epochs):
             permutation = torch.randperm(n, generator=order)
@@ -155,11 +159,25 @@ def run_hf(args, train, test):
     }
 
 
+def accuracy_cell(accuracies):
+    mean = sum(accuracies) / len(accuracies)
+    if len(accuracies) == 1:
+        return f"{100 * mean:.1f}%"
+    sd = (sum((a - mean) ** 2 for a in accuracies) / (len(accuracies) - 1)) ** 0.5
+    each = ", ".join(f"{100 * a:.1f}" for a in accuracies)
+    return f"{100 * mean:.1f}% ± {100 * sd:.1f} [{each}]"
+
+
 def child(args):
     """Runs one side in this process and writes its result as JSON."""
     common.set_threads(args.threads)
     train, test = load_data(args)
-    result = (run_kt if args.side == "kt" else run_hf)(args, train, test)
+    run = run_kt if args.side == "kt" else run_hf
+    runs = [run(args, train, test, seed) for seed in range(args.seeds)]
+    result = {key: common.median([r[key] for r in runs]) for key in ("load", "train", "eval")}
+    result["accuracies"] = [r["accuracy"] for r in runs]
+    result["accuracy"] = sum(result["accuracies"]) / len(runs)
+    result["feature_cache"] = all(r.get("feature_cache", False) for r in runs)
     result["peak_rss_mb"] = common.peak_rss_mb()
     result["examples"] = [len(train), len(test)]
     if args.json_out:
@@ -172,7 +190,7 @@ def forwarded_arguments(args):
         "--model", args.model, "--data", args.data,
         "--max-train", str(args.max_train), "--max-test", str(args.max_test),
         "--sequence-length", str(args.sequence_length), "--batch-size", str(args.batch_size),
-        "--epochs", str(args.epochs), "--threads", str(args.threads),
+        "--epochs", str(args.epochs), "--threads", str(args.threads), "--seeds", str(args.seeds),
     ] + (["--smoke"] if args.smoke else [])
 
 
@@ -203,7 +221,7 @@ def main():
     for side, r in results.items():
         rows.append([
             names[side], common.fmt(r["load"], 1), common.fmt(r["train"], 1), common.fmt(r["eval"], 1),
-            common.fmt(r["train"] + r["eval"], 1), f"{100 * r['accuracy']:.1f}%", common.fmt(r["peak_rss_mb"], 0),
+            common.fmt(r["train"] + r["eval"], 1), accuracy_cell(r["accuracies"]), common.fmt(r["peak_rss_mb"], 0),
         ])
     if "kt" in results and "hf" in results:
         kt_r, hf_r = results["kt"], results["hf"]
@@ -229,6 +247,9 @@ def main():
             f"dropout 0.1 + Linear, AdamW {LEARNING_RATE:g} with 10% warmup and linear decay",
             f"torch threads {args.threads} on both sides; each side in its own process "
             "(peak RSS per side; the line above is the parent's)",
+            f"{args.seeds} training seed(s) per side (head initialisation, dropout, data order): times are "
+            "medians; accuracy is the mean, ± the standard deviation over seeds, each seed's in brackets"
+            if args.seeds > 1 else "one training seed (0) per side",
         ] + cache_note,
     )
 

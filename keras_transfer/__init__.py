@@ -23,6 +23,7 @@ if "keras" in sys.modules:
 
 from keras_transfer import callbacks, datasets, distributed, layers, lr_finder, metrics, optimizers, recipes, schedules, tagging  # noqa: E402
 from keras_transfer.backbones import list_presets, load_backbone  # noqa: E402
+from keras_transfer.bert import BertBackbone  # noqa: E402
 from keras_transfer.batching import TextBatches  # noqa: E402
 from keras_transfer.freezing import (  # noqa: E402
     count_params,
@@ -50,6 +51,7 @@ from keras_transfer.xlnet import XLNetBackbone, XLNetTokenizer, convert_xlnet_ch
 __version__ = "0.1.0"
 
 __all__ = [
+    "BertBackbone",
     "MultiLabelClassifier",
     "QuestionAnswerer",
     "Seq2SeqPreprocessor",

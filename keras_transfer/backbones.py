@@ -19,6 +19,7 @@ import pathlib
 import keras_hub
 
 from keras_transfer import fused
+from keras_transfer.bert import BertBackbone, hf_intermediate_activation
 from keras_transfer.families import FAMILIES, family_of
 from keras_transfer.freezing import restore_frozen_state
 from keras_transfer.preprocessing import TextPreprocessor
@@ -155,6 +156,13 @@ def _sentence_transformers_pooling(path):
     return None
 
 
+def _hf_loader(preset):
+    """KerasHub's loader for a preset (a HuggingFace or KerasHub directory)."""
+    from keras_hub.src.utils.preset_utils import get_preset_loader
+
+    return get_preset_loader(preset)
+
+
 def _download_error(preset, error):
     return RuntimeError(
         f"Could not download the weights of preset {preset!r}: {error}. "
@@ -231,9 +239,20 @@ def load_backbone(
     try:
         if xlnet_format:
             backbone, tokenizer = convert_xlnet_checkpoint(path, **kwargs)
+        elif hf_format and hf_intermediate_activation(config):
+            # KerasHub's converter would build the tanh GELU (see bert.py).
+            backbone = _hf_loader(preset).load_backbone(
+                BertBackbone, intermediate_activation=hf_intermediate_activation(config), **kwargs
+            )
+            tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
         else:
             backbone = keras_hub.models.Backbone.from_preset(preset, **kwargs)
-            tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
+            if isinstance(backbone, BertBackbone):
+                # A preset saved from `kt.BertBackbone`: KerasHub looks for a
+                # tokenizer class made for that exact backbone class.
+                tokenizer = _hf_loader(preset).load_tokenizer(keras_hub.models.BertTokenizer)
+            else:
+                tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
     except OSError as error:  # requests' ConnectionError is an OSError
         if local:
             raise ValueError(
