@@ -44,6 +44,10 @@ def parse_args():
     parser.add_argument("--warmup", type=int, default=WARMUP)
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {CASES}")
+    parser.add_argument(
+        "--dtype", default="float32", choices=("float32", "mixed_bfloat16"),
+        help="compute precision of both sides: keras_transfer's dtype policy, HF under torch.autocast",
+    )
     common.common_arguments(parser, threads=THREADS)
     args = parser.parse_args()
     common.resolve_threads(args, THREADS)
@@ -88,7 +92,8 @@ def main():
     for case in args.cases:
         freeze = case != "finetune"
         kt_models[case] = kt.TextClassifier.from_preset(
-            path, num_classes=2, freeze=freeze, pooling="mean", sequence_length=args.sequence_length
+            path, num_classes=2, freeze=freeze, pooling="mean", sequence_length=args.sequence_length,
+            dtype=args.dtype,
         )
     tokenizer = next(iter(kt_models.values())).preprocessor.tokenizer
     token_ids, labels = make_batch(tokenizer, args.batch_size, args.sequence_length, SEED)
@@ -116,6 +121,10 @@ def main():
         }
         hf_y = torch.from_numpy(labels.astype("int64"))
         loss_fn = torch.nn.CrossEntropyLoss()
+
+        def autocast():
+            return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "mixed_bfloat16")
+
         for case in args.cases:
             backbone = transformers.AutoModel.from_pretrained(path)
             attention = backbone.config._attn_implementation
@@ -124,7 +133,7 @@ def main():
                 model.eval()
 
                 def infer(model=model):
-                    with torch.inference_mode():
+                    with torch.inference_mode(), autocast():
                         return model(hf_x)
 
                 steps[case]["hf"] = infer
@@ -134,7 +143,8 @@ def main():
             optimizer, schedule = common.hf_adamw(model, rate, total_steps=1000)
 
             def train_step(model=model, optimizer=optimizer, schedule=schedule):
-                loss = loss_fn(model(hf_x), hf_y)
+                with autocast():
+                    loss = loss_fn(model(hf_x), hf_y)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
@@ -170,6 +180,10 @@ def main():
             f"model: {'tiny random BERT (smoke)' if args.smoke else path}",
             f"batch {args.batch_size} x length {args.sequence_length} (random ids, no padding), "
             f"torch threads {threads} for both stacks",
+            f"precision: {args.dtype}" + (
+                " (keras_transfer dtype policy; HF float32 weights under torch.autocast(bfloat16))"
+                if args.dtype != "float32" else " on both sides"
+            ),
             f"median of {args.steps} timed steps after {args.warmup} warm-up steps, stacks alternating; "
             "± is half the interquartile range",
             "keras_transfer: TextClassifier.from_preset(pooling='mean'), train_on_batch / predict_on_batch "

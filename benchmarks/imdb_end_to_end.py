@@ -58,6 +58,10 @@ def parse_args():
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--side", choices=("both", "kt", "hf"), default="both")
     parser.add_argument(
+        "--dtype", default="float32", choices=("float32", "auto", "mixed_bfloat16"),
+        help="keras_transfer's dtype policy (the HF loop stays float32, as people write it)",
+    )
+    parser.add_argument(
         "--seeds", type=int, default=1,
         help="train and evaluate this many times per side, training seeds 0..N-1 (same data subset)",
     )
@@ -91,7 +95,8 @@ def run_kt(args, train, test, seed):
     keras.utils.set_random_seed(seed)
     with common.Timer() as load:
         model = kt.TextClassifier.from_preset(
-            args.model, num_classes=2, freeze=True, pooling="mean", sequence_length=args.sequence_length
+            args.model, num_classes=2, freeze=True, pooling="mean", sequence_length=args.sequence_length,
+            dtype=None if args.dtype == "float32" else args.dtype,
         )
     with common.Timer() as fit:
         history = model.fit(train, epochs=args.epochs, batch_size=args.batch_size, seed=seed, verbose=0)
@@ -190,7 +195,7 @@ def forwarded_arguments(args):
         "--model", args.model, "--data", args.data,
         "--max-train", str(args.max_train), "--max-test", str(args.max_test),
         "--sequence-length", str(args.sequence_length), "--batch-size", str(args.batch_size),
-        "--epochs", str(args.epochs), "--threads", str(args.threads), "--seeds", str(args.seeds),
+        "--epochs", str(args.epochs), "--threads", str(args.threads), "--seeds", str(args.seeds), "--dtype", args.dtype,
     ] + (["--smoke"] if args.smoke else [])
 
 
@@ -245,6 +250,7 @@ def main():
             f"{first['examples'][1]} test reviews (class-balanced, seed {SEED})",
             f"length {args.sequence_length}, batch {args.batch_size}, {args.epochs} epochs, mean pooling + "
             f"dropout 0.1 + Linear, AdamW {LEARNING_RATE:g} with 10% warmup and linear decay",
+            f"keras_transfer dtype: {args.dtype}; the HF loop: float32",
             f"torch threads {args.threads} on both sides; each side in its own process "
             "(peak RSS per side; the line above is the parent's)",
             f"{args.seeds} training seed(s) per side (head initialisation, dropout, data order): times are "

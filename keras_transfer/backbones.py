@@ -21,6 +21,7 @@ import keras_hub
 from keras_transfer import fused
 from keras_transfer.bert import BertBackbone, hf_intermediate_activation
 from keras_transfer.families import FAMILIES, family_of
+from keras_transfer.precision import resolve_dtype
 from keras_transfer.freezing import restore_frozen_state
 from keras_transfer.preprocessing import TextPreprocessor
 from keras_transfer.xlnet import convert_xlnet_checkpoint
@@ -191,8 +192,11 @@ def load_backbone(
             or `"head+tail"`. Defaults to `"head"`.
         load_weights: load the pretrained weights (`False` builds the
             architecture with random weights). Defaults to `True`.
-        dtype: the backbone's dtype policy, for example `"bfloat16"`.
-            Defaults to `None` (Keras' global policy).
+        dtype: the backbone's dtype policy, for example `"bfloat16"`, or
+            `"auto"`: `"mixed_bfloat16"` where bfloat16 is fast (a GPU, or
+            a CPU with AVX512-BF16/AMX), Keras' global policy elsewhere
+            (`keras_transfer/precision.py`). Defaults to `None` (Keras'
+            global policy).
 
     Returns:
         `(backbone, preprocessor)`.
@@ -234,6 +238,7 @@ def load_backbone(
     else:
         _check_preset_name(preset)
     kwargs = {"load_weights": load_weights}
+    dtype = resolve_dtype(dtype)
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:

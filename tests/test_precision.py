@@ -63,3 +63,50 @@ def test_unused_pooler_is_frozen_when_built_over_a_trainable_backbone(bert_prese
     assert backbone.get_layer("transformer_layer_0").trainable
     pooled = kt.TextClassifier(backbone, num_classes=2, preprocessor=preprocessor, pooling="pooled")
     assert pooled.pooling == "pooled"
+
+
+def test_auto_dtype_follows_the_hardware(monkeypatch):
+    from keras_transfer import precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert precision.resolve_dtype("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert precision.resolve_dtype("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert precision.resolve_dtype("auto") is None  # Keras' global policy
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert precision.resolve_dtype("auto") == "mixed_bfloat16"
+    for explicit in (None, "float32", "bfloat16", "mixed_float16"):
+        assert precision.resolve_dtype(explicit) == explicit
+
+
+def test_cpu_flags_are_read_from_cpuinfo():
+    from keras_transfer import precision
+
+    flags = precision._cpu_flags()
+    assert isinstance(flags, frozenset)
+    if flags:  # Linux: the flags line of /proc/cpuinfo
+        assert any(flag.startswith(("sse", "neon", "fp", "avx")) for flag in flags)
+
+
+def test_auto_dtype_reaches_the_model(bert_preset, monkeypatch):
+    from keras_transfer import precision
+
+    monkeypatch.setattr(precision, "fast_bfloat16", lambda: True)
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16, dtype="auto")
+    assert model.backbone.dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("logits").dtype_policy.name == "mixed_bfloat16"
+    monkeypatch.setattr(precision, "fast_bfloat16", lambda: False)
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16, dtype="auto")
+    assert model.backbone.dtype_policy.name == keras.config.dtype_policy().name
+
+
+def test_auto_dtype_reaches_the_translator_loader(bert_preset, monkeypatch):
+    from keras_transfer import precision
+    from keras_transfer.tasks import translator
+
+    monkeypatch.setattr(precision, "fast_bfloat16", lambda: True)
+    backbone, _ = translator._load(bert_preset, True, "auto")
+    assert backbone.dtype_policy.name == "mixed_bfloat16"

@@ -282,8 +282,9 @@ class TextClassifier(Task):
                 `"head"`.
             load_weights: load pretrained weights. Defaults to `True`.
             dtype: dtype policy of the backbone and head, for example
-                `"mixed_bfloat16"` on a GPU. Defaults to `None` (Keras'
-                global policy, float32 unless set).
+                `"mixed_bfloat16"` on a GPU, or `"auto"` (mixed bfloat16
+                where it is fast, see `kt.load_backbone`). Defaults to
+                `None` (Keras' global policy, float32 unless set).
             **kwargs: the head's arguments (`pooling`, `hidden_units`,
                 `dropout`, `activation`).
         """

@@ -9,6 +9,7 @@ import numpy as np
 
 from keras_transfer import distributed, freezing
 from keras_transfer.callbacks.numerics import StopOnNaN
+from keras_transfer.precision import resolve_dtype
 from keras_transfer.seq2seq import (
     DEFAULT_PROMPT,
     ENCODER_DECODERS,
@@ -86,6 +87,7 @@ def _load(preset, load_weights, dtype):
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(f"Unknown preset {preset!r}.{hint} Generation presets include {sorted(names)[:6]}.")
     kwargs = {"load_weights": load_weights}
+    dtype = resolve_dtype(dtype)
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:
@@ -176,7 +178,8 @@ class Translator(Task):
             prompt: template of decoder-only models, with a `{source}` field.
                 Defaults to `"Translate: {source}\\nTranslation:"`.
             load_weights: load pretrained weights. Defaults to `True`.
-            dtype: dtype policy of the backbone. Defaults to `None`.
+            dtype: dtype policy of the backbone, or `"auto"` (see
+                `kt.load_backbone`). Defaults to `None`.
             compile: compile with the task defaults. Defaults to `True`.
         """
         if freeze not in FREEZE_OPTIONS or isinstance(freeze, int) and not isinstance(freeze, bool):
