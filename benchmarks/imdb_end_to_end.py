@@ -65,6 +65,10 @@ def parse_args():
         "--seeds", type=int, default=1,
         help="train and evaluate this many times per side, training seeds 0..N-1 (same data subset)",
     )
+    parser.add_argument(
+        "--first-seed", type=int, default=0,
+        help="start the training seeds here (to add seeds to an earlier run)",
+    )
     parser.add_argument("--json-out", default=None, help=argparse.SUPPRESS)  # a child's result
     common.common_arguments(parser, threads=THREADS)
     args = parser.parse_args()
@@ -178,7 +182,7 @@ def child(args):
     common.set_threads(args.threads)
     train, test = load_data(args)
     run = run_kt if args.side == "kt" else run_hf
-    runs = [run(args, train, test, seed) for seed in range(args.seeds)]
+    runs = [run(args, train, test, seed) for seed in range(args.first_seed, args.first_seed + args.seeds)]
     result = {key: common.median([r[key] for r in runs]) for key in ("load", "train", "eval")}
     result["accuracies"] = [r["accuracy"] for r in runs]
     result["accuracy"] = sum(result["accuracies"]) / len(runs)
@@ -195,7 +199,7 @@ def forwarded_arguments(args):
         "--model", args.model, "--data", args.data,
         "--max-train", str(args.max_train), "--max-test", str(args.max_test),
         "--sequence-length", str(args.sequence_length), "--batch-size", str(args.batch_size),
-        "--epochs", str(args.epochs), "--threads", str(args.threads), "--seeds", str(args.seeds), "--dtype", args.dtype,
+        "--epochs", str(args.epochs), "--threads", str(args.threads), "--seeds", str(args.seeds), "--first-seed", str(args.first_seed), "--dtype", args.dtype,
     ] + (["--smoke"] if args.smoke else [])
 
 
@@ -253,9 +257,10 @@ def main():
             f"keras_transfer dtype: {args.dtype}; the HF loop: float32",
             f"torch threads {args.threads} on both sides; each side in its own process "
             "(peak RSS per side; the line above is the parent's)",
-            f"{args.seeds} training seed(s) per side (head initialisation, dropout, data order): times are "
+            f"{args.seeds} training seed(s) per side, {args.first_seed} to {args.first_seed + args.seeds - 1} "
+            "(head initialisation, dropout, data order): times are "
             "medians; accuracy is the mean, ± the standard deviation over seeds, each seed's in brackets"
-            if args.seeds > 1 else "one training seed (0) per side",
+            if args.seeds > 1 else f"one training seed ({args.first_seed}) per side",
         ] + cache_note,
     )
 
