@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -169,10 +170,10 @@ def run_hf(args, train, test, seed):
 
 
 def accuracy_cell(accuracies):
-    mean = sum(accuracies) / len(accuracies)
+    mean = statistics.mean(accuracies)
     if len(accuracies) == 1:
         return f"{100 * mean:.1f}%"
-    sd = (sum((a - mean) ** 2 for a in accuracies) / (len(accuracies) - 1)) ** 0.5
+    sd = statistics.stdev(accuracies)
     each = ", ".join(f"{100 * a:.1f}" for a in accuracies)
     return f"{100 * mean:.1f}% ± {100 * sd:.1f} [{each}]"
 
@@ -185,7 +186,6 @@ def child(args):
     runs = [run(args, train, test, seed) for seed in range(args.first_seed, args.first_seed + args.seeds)]
     result = {key: common.median([r[key] for r in runs]) for key in ("load", "train", "eval")}
     result["accuracies"] = [r["accuracy"] for r in runs]
-    result["accuracy"] = sum(result["accuracies"]) / len(runs)
     result["feature_cache"] = all(r.get("feature_cache", False) for r in runs)
     result["peak_rss_mb"] = common.peak_rss_mb()
     result["examples"] = [len(train), len(test)]

@@ -21,8 +21,8 @@ import keras_hub
 from keras_transfer import fused
 from keras_transfer.bert import BertBackbone, hf_intermediate_activation
 from keras_transfer.families import FAMILIES, family_of
-from keras_transfer.precision import resolve_dtype
 from keras_transfer.freezing import restore_frozen_state
+from keras_transfer.precision import resolve_dtype
 from keras_transfer.preprocessing import TextPreprocessor
 from keras_transfer.xlnet import convert_xlnet_checkpoint
 
@@ -241,14 +241,13 @@ def load_backbone(
     dtype = resolve_dtype(dtype)
     if dtype is not None:
         kwargs["dtype"] = dtype
+    # KerasHub's converter would build the tanh GELU (see bert.py).
+    activation = hf_intermediate_activation(config) if hf_format else None
     try:
         if xlnet_format:
             backbone, tokenizer = convert_xlnet_checkpoint(path, **kwargs)
-        elif hf_format and hf_intermediate_activation(config):
-            # KerasHub's converter would build the tanh GELU (see bert.py).
-            backbone = _hf_loader(preset).load_backbone(
-                BertBackbone, intermediate_activation=hf_intermediate_activation(config), **kwargs
-            )
+        elif activation:
+            backbone = _hf_loader(preset).load_backbone(BertBackbone, intermediate_activation=activation, **kwargs)
             tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
         else:
             backbone = keras_hub.models.Backbone.from_preset(preset, **kwargs)

@@ -123,6 +123,7 @@ def _fused_compute_attention(
     causal mask) stay finite.
     """
     import torch
+    from keras.src.backend.torch.nn import _get_large_negative  # Keras' own mask value
 
     dropout_applies = bool(training) and self._dropout > 0.0
     if (
@@ -154,8 +155,7 @@ def _fused_compute_attention(
             length, source_length = query.shape[1], key.shape[1]
             causal = torch.ones((length, source_length), dtype=torch.bool, device=mask.device).tril()
             mask = mask & causal
-        large_negative = -0.7 * (65500.0 if query.dtype == torch.float16 else 3.38953e38)
-        mask = torch.where(mask, 0.0, large_negative).to(query.dtype)
+        mask = torch.where(mask, 0.0, _get_large_negative(query.dtype))
     elif use_causal_mask:
         is_causal = True
     output = torch.nn.functional.scaled_dot_product_attention(
@@ -169,13 +169,20 @@ def _fused_compute_attention(
     return output.transpose(1, 2), None
 
 
+_OVERRIDES = (("call", _fused_call), ("_compute_attention", _fused_compute_attention))
+
+
 def _override(layer, name, function):
     if name not in layer.__dict__:
         object.__setattr__(layer, name, types.MethodType(function, layer))
 
 
+def _has_override(layer, name, function):
+    return getattr(layer.__dict__.get(name), "__func__", None) is function
+
+
 def _remove_override(layer, name, function):
-    if getattr(layer.__dict__.get(name), "__func__", None) is function:
+    if _has_override(layer, name, function):
         object.__delattr__(layer, name)
         return True
     return False
@@ -225,15 +232,11 @@ def unfuse(layer):
     for sub in layer._flatten_layers(include_self=True, recursive=True):
         if sub.__dict__.get(_FUSED) is not None:
             object.__delattr__(sub, _FUSED)
-        changed = _remove_override(sub, "call", _fused_call)
-        changed = _remove_override(sub, "_compute_attention", _fused_compute_attention) or changed
-        count += changed
+        removed = [_remove_override(sub, name, function) for name, function in _OVERRIDES]
+        count += any(removed)
     return count
 
 
 def is_fused(layer):
     """Whether `layer` runs one of the fused paths."""
-    return any(
-        getattr(layer.__dict__.get(name), "__func__", None) is function
-        for name, function in (("call", _fused_call), ("_compute_attention", _fused_compute_attention))
-    )
+    return any(_has_override(layer, name, function) for name, function in _OVERRIDES)
