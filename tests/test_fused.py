@@ -5,6 +5,8 @@ through Keras' own `call` / `_compute_attention` (`fused.unfuse`), on the
 same weights and inputs.
 """
 
+import weakref
+
 import keras
 import keras_hub
 import numpy as np
@@ -123,11 +125,24 @@ def test_attention_with_dropout_takes_the_fused_kernel_when_dropout_does_nothing
     mask = _numpy(batch["padding_mask"])[..., None]
     np.testing.assert_allclose(_numpy(inference) * mask, _numpy(keras_own) * mask, atol=1e-5)
 
-    # Training with dropout: Keras' own path, whose dropout is Keras' seeded one.
+    # Training with unseeded dropout: the fused kernel applies it.
     fused.fuse(backbone)
     calls.clear()
+    spy_rates = []
+    real = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(
+        torch.nn.functional, "scaled_dot_product_attention",
+        lambda *args, **kwargs: spy_rates.append(kwargs.get("dropout_p")) or real(*args, **kwargs),
+    )
     backbone(batch, training=True)
-    assert not calls
+    assert spy_rates == [0.1, 0.1]
+
+    # A seeded attention dropout stays on Keras' path and its seed.
+    attention = backbone.transformer_layers[0]._self_attention_layer
+    attention._dropout_layer.seed = 7  # as `MultiHeadAttention(seed=7)` makes it
+    spy_rates.clear()
+    backbone(batch, training=True)
+    assert spy_rates == [0.1]  # the other block only
 
 
 def test_causal_attention_with_left_padding_stays_finite(gpt2_preset, monkeypatch):
@@ -257,3 +272,227 @@ def test_train_on_batch_does_not_trace_the_model_again(bert_preset, monkeypatch)
     model.train_on_batch(batch, np.array([1, 0]))
     model.test_on_batch(batch, np.array([1, 0]))
     assert not traced
+
+
+def _count_layer_calls(monkeypatch):
+    calls = []
+    real = keras.layers.Layer.__call__
+
+    def counting(self, *args, **kwargs):
+        calls.append(type(self).__name__)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.Layer, "__call__", counting)
+    return calls
+
+
+@pytest.mark.parametrize("preset", ["bert_preset", "gpt2_preset"])
+def test_transformer_blocks_skip_layer_call_overhead(preset, request, monkeypatch):
+    backbone, preprocessor = kt.load_backbone(request.getfixturevalue(preset), sequence_length=16)
+    block = backbone.transformer_layers[0]
+    assert fused.is_fused(block) and fused.is_fused(block._self_attention_layer_norm)
+    batch = preprocessor(["a good film", "a bad awful film indeed"])
+    calls = _count_layer_calls(monkeypatch)
+    backbone(batch, training=False)
+    direct = list(calls)
+    fused.unfuse(backbone)
+    calls.clear()
+    backbone(batch, training=False)
+    # Each block's dozen sub-layer calls no longer go through Layer.__call__.
+    blocks = len(backbone.transformer_layers)
+    kind = type(block).__name__
+    assert calls.count("EinsumDense") == 4 * blocks and "EinsumDense" not in direct
+    assert calls.count(kind) == direct.count(kind) == blocks
+    assert len(direct) <= len(calls) - 10 * blocks
+
+
+@pytest.mark.parametrize("architecture", ["bert", "gpt2"])
+def test_training_with_dropout_draws_the_same_random_numbers(architecture):
+    # Two identical BERTs with dropout, one on Keras' own path, from the same
+    # torch RNG state (unseeded Keras dropout on torch uses torch's global
+    # generator): the direct calls and the fused kernel's attention dropout
+    # must draw the same masks in the same order.
+    def make():
+        keras.utils.set_random_seed(3)
+        sizes = dict(vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32)
+        if architecture == "bert":
+            backbone = keras_hub.models.BertBackbone(max_sequence_length=16, dropout=0.3, **sizes)
+        else:
+            backbone = keras_hub.models.GPT2Backbone(max_sequence_length=16, dropout=0.3, **sizes)
+        _randomize(backbone)
+        return backbone
+
+    def run(backbone, training):
+        out = backbone(batch, training=training)
+        return _numpy(out["sequence_output"] if isinstance(out, dict) else out) * rows
+
+    fast, reference = make(), make()
+    fused.fuse(fast)
+    fused.unfuse(reference)
+    assert fused.is_fused(fast.transformer_layers[0]._self_attention_layer)
+    assert not fused.is_fused(reference.transformer_layers[0]._self_attention_layer)
+    padding = np.arange(10)[None, :] < np.array([[10], [4]])
+    batch = {"token_ids": np.arange(1, 21, dtype="int32").reshape(2, 10), "padding_mask": padding}
+    if architecture == "bert":
+        batch["segment_ids"] = np.zeros((2, 10), "int32")
+    rows = padding[..., None]
+    for step in range(2):
+        torch.manual_seed(step)
+        a = run(fast, True)
+        torch.manual_seed(step)
+        b = run(reference, True)
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+    assert np.abs(run(fast, False) - a).max() > 1e-2  # dropout really was on
+
+
+@pytest.mark.parametrize("normalize_first", [False, True])
+def test_encoder_block_agrees_also_where_it_falls_back(normalize_first):
+    keras.utils.set_random_seed(0)
+    block = keras_hub.layers.TransformerEncoder(
+        intermediate_dim=12, num_heads=2, normalize_first=normalize_first, dropout=0.0,
+    )
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(2, 5, 8)).astype("float32"))
+    padding = torch.from_numpy(np.arange(5)[None, :] < np.array([[5], [3]]))
+    block(x, padding_mask=padding)
+    _randomize(block)
+    fused.fuse(block)
+    assert fused.is_fused(block)
+
+    def masked_input():
+        y = x.clone()
+        keras.src.backend.set_keras_mask(y, padding)
+        return y
+
+    runs = {
+        "padding mask": lambda: _numpy(block(x, padding_mask=padding)),
+        "no mask": lambda: _numpy(block(x)),
+        "Keras mask on the input": lambda: _numpy(block(masked_input())),
+        "attention scores": lambda: [_numpy(t) for t in block(x, padding_mask=padding, return_attention_scores=True)],
+    }
+    for name, run in runs.items():
+        out, reference = _both(block, run)
+        for a, b in zip(keras.tree.flatten(out), keras.tree.flatten(reference)):
+            rows = _numpy(padding)[:, :, None] if a.ndim == 3 else 1
+            np.testing.assert_allclose(a * rows, b * rows, atol=1e-5, rtol=1e-5, err_msg=name)
+
+
+@pytest.mark.filterwarnings("ignore:You passed `rms_scaling=True`")
+@pytest.mark.parametrize(
+    "kwargs, shape, fusable",
+    [
+        ({}, (2, 5, 6), True),
+        ({"axis": [-2, -1]}, (2, 5, 6), True),
+        ({"center": False, "scale": False}, (2, 5, 6), True),
+        ({"axis": [0, 2]}, (2, 5, 6), False),  # not the trailing axes: Keras' path
+        ({"rms_scaling": True}, (2, 5, 6), False),
+    ],
+)
+def test_layer_normalization_agrees(kwargs, shape, fusable):
+    layer = keras.layers.LayerNormalization(epsilon=1e-5, **kwargs)
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=shape).astype("float32")
+    layer(x)
+    _randomize(layer)
+    out, reference = _both(layer, lambda: _numpy(layer(x)))
+    np.testing.assert_allclose(out, reference, atol=1e-5, rtol=1e-5)
+    calls = []
+    real = torch.nn.functional.layer_norm
+    torch.nn.functional.layer_norm = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        layer(x)
+    finally:
+        torch.nn.functional.layer_norm = real
+    assert bool(calls) == fusable
+
+
+def test_layer_normalization_in_mixed_precision_computes_in_float32():
+    layer = keras.layers.LayerNormalization(dtype="mixed_bfloat16")
+    x = np.random.default_rng(0).normal(5.0, 0.01, size=(2, 3, 64)).astype("float32")
+    layer(x)
+    _randomize(layer)
+    out, reference = _both(layer, lambda: layer(x))
+    assert out.dtype == reference.dtype == torch.bfloat16
+    np.testing.assert_array_equal(_numpy(out.float()), _numpy(reference.float()))
+
+
+_RECORDED = []
+
+
+class _Record(keras.layers.Layer):
+    """Doubles its input and keeps a weak reference to what it returned."""
+
+    def call(self, x):
+        y = x * 2.0
+        _RECORDED.append(weakref.ref(y))
+        return y
+
+
+class _Probe(keras.layers.Layer):
+    """Notes whether the recorded tensors are still alive when it runs."""
+
+    def call(self, x):
+        self.alive = [ref() is not None for ref in _RECORDED]
+        return x
+
+
+def _graph_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    recorded = _Record()(inputs)
+    hidden = keras.layers.Dense(5, bias_initializer="random_normal")(recorded)
+    skip = keras.layers.Dense(5)(inputs)  # `inputs` has two readers
+    merged = keras.layers.Add()([hidden, skip])
+    probed = _Probe(name="probe")(merged)
+    return keras.Model(inputs, [probed, hidden])  # `hidden` is read and an output
+
+
+def test_functional_models_free_intermediate_outputs_after_their_last_use():
+    model = _graph_model()
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype("float32")
+
+    def run():
+        _RECORDED.clear()
+        with torch.no_grad():
+            return [_numpy(t) for t in model(x)]
+
+    out, reference = _both(model, run)
+    for a, b in zip(out, reference):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert fused.is_fused(model)
+    run()
+    assert model.get_layer("probe").alive == [False]  # freed once the Dense had read it
+    fused.unfuse(model)
+    run()
+    assert model.get_layer("probe").alive == [True]  # Keras holds it to the end
+
+
+def test_task_models_free_intermediate_outputs(bert_preset):
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16)
+    assert fused.is_fused(model) and fused.is_fused(model.backbone)
+    batch = model.preprocessor(["a good film", "bad"])
+    out, reference = _both(model, lambda: _numpy(model.predict_on_batch(batch)))
+    np.testing.assert_allclose(out, reference, atol=1e-6)
+    # Symbolic calls (building a model on the backbone) take the same path.
+    features = model.backbone(model.backbone.input)
+    assert features["sequence_output"].shape[-1] == model.backbone.hidden_dim
+
+
+def test_decoder_block_with_a_cache_takes_keras_own_path():
+    keras.utils.set_random_seed(0)
+    block = keras_hub.layers.TransformerDecoder(intermediate_dim=12, num_heads=2, dropout=0.0)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(2, 5, 8)).astype("float32"))
+    block(x)
+    _randomize(block)
+    fused.fuse(block)
+    assert fused.is_fused(block)
+    cache = torch.from_numpy(rng.normal(size=(2, 2, 5, 2, 4)).astype("float32"))
+
+    def run():
+        full = _numpy(block(x))
+        step, new_cache = block(x[:, :1], self_attention_cache=cache, self_attention_cache_update_index=0)
+        return full, _numpy(step), _numpy(new_cache)
+
+    out, reference = _both(block, run)
+    for a, b in zip(out, reference):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
