@@ -167,18 +167,38 @@ def time_interleaved(steps_by_name, warmup, steps, sync=None):
 
     On a shared machine the load changes over seconds; alternating spreads
     it evenly over the contenders instead of favouring whoever ran first.
-    Returns `{name: [seconds, ...]}`.
+    The order is reversed every other round, so neither side always runs
+    right after the other. Returns `{name: [seconds, ...]}`, one entry per
+    round in round order (see `paired_ratio`).
     """
     for _ in range(warmup):
         for step in steps_by_name.values():
             step()
     times = {name: [] for name in steps_by_name}
-    for _ in range(steps):
-        for name, step in steps_by_name.items():
+    order = list(steps_by_name.items())
+    for round_index in range(steps):
+        for name, step in order if round_index % 2 == 0 else order[::-1]:
             with Timer(sync) as timer:
                 step()
             times[name].append(timer.seconds)
     return times
+
+
+def paired_ratio(a_times, b_times):
+    """Median over rounds of a/b, each round's two steps timed back to back.
+
+    Load that drifts over seconds slows both steps of a round alike, so the
+    per-round ratio is steadier than the ratio of the two medians. Returns
+    `(median, half the interquartile range in percent)`.
+    """
+    ratios = [a / b for a, b in zip(a_times, b_times) if b]
+    if not ratios:
+        return None, float("nan")
+    middle = statistics.median(ratios)
+    if len(ratios) < 4:
+        return middle, float("nan")
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return middle, 50.0 * (q3 - q1) / middle
 
 
 def median(times):
@@ -296,6 +316,14 @@ def fmt(value, digits=1, unit=""):
     if isinstance(value, float) and value != value:  # NaN
         return "—"
     return f"{value:,.{digits}f}{unit}"
+
+
+def ratio_cell(value, spread_percent, digits=2):
+    """"1.02× (±3%)", or "—" without a value; no ± when the spread is unknown."""
+    if value is None:
+        return "—"
+    cell = f"{value:.{digits}f}×"
+    return cell if spread_percent != spread_percent else f"{cell} (±{spread_percent:.0f}%)"
 
 
 def ratio(a, b, digits=2):

@@ -163,18 +163,21 @@ def main():
         times = common.time_interleaved(steps[case], args.warmup, args.steps)
         kt_t = common.median(times["kt"])
         hf_t = common.median(times["hf"]) if "hf" in times else None
+        paired, paired_spread = common.paired_ratio(times["kt"], times["hf"]) if hf_t else (None, None)
         rows.append([
             names[case],
             common.ms_cell(times["kt"]),
             common.ms_cell(times.get("hf")),
             common.ratio(kt_t, hf_t),
+            common.ratio_cell(paired, paired_spread),
             common.fmt(args.batch_size / kt_t, 1),
             common.fmt(args.batch_size / hf_t, 1) if hf_t else "—",
         ])
 
     common.report(
         "CPU step time: keras_transfer vs HF transformers",
-        ["case", "keras_transfer ms/step", "HF ms/step", "ratio kt/HF", "kt samples/s", "HF samples/s"],
+        ["case", "keras_transfer ms/step", "HF ms/step", "ratio kt/HF", "per-round kt/HF", "kt samples/s",
+         "HF samples/s"],
         rows,
         notes=[
             f"model: {'tiny random BERT (smoke)' if args.smoke else path}",
@@ -184,8 +187,10 @@ def main():
                 " (keras_transfer dtype policy; HF float32 weights under torch.autocast(bfloat16))"
                 if args.dtype != "float32" else " on both sides"
             ),
-            f"median of {args.steps} timed steps after {args.warmup} warm-up steps, stacks alternating; "
-            "± is half the interquartile range",
+            f"median of {args.steps} timed steps after {args.warmup} warm-up steps, stacks alternating "
+            "(order reversed every other round); ± is half the interquartile range",
+            "ratio kt/HF: of the two medians; per-round kt/HF: median over rounds of the ratio of the "
+            "round's two steps, which cancels load that drifts between rounds",
             "keras_transfer: TextClassifier.from_preset(pooling='mean'), train_on_batch / predict_on_batch "
             "on token dicts (no feature cache)",
             f"HF: AutoModel (attention {attention}) + mean pooling + Linear, AdamW with warmup/decay"
