@@ -13,10 +13,15 @@ torch thread count, three cases:
 - inference: forward only. keras_transfer `predict_on_batch`; HF eval mode
   under `torch.inference_mode()`.
 
-The two stacks' steps alternate (one each per round) so that load from other
-processes falls on both alike. Warm-up steps, then the median of the timed ones.
+A third contender is the same keras_transfer model with `fused.unfuse`:
+Keras' and KerasHub's own layer code, what the toolkit's kernels save.
 
-    python benchmarks/cpu_step_time.py                 # about 2-3 min on 2 cores
+The stacks' steps alternate (one each per round, the order reversed every
+other round) so that load from other processes falls on all alike. Warm-up
+steps, then the median of the timed ones, the median of the per-round ratios
+and the ratio of the fastest steps.
+
+    python benchmarks/cpu_step_time.py                 # about 4 min on 2 cores
     python benchmarks/cpu_step_time.py --smoke         # tiny random model, seconds
 """
 
@@ -31,7 +36,7 @@ BATCH_SIZE = 16
 SEQUENCE_LENGTH = 128
 THREADS = 2  # the machine's cores; the same for both stacks
 WARMUP = 3  # untimed steps per stack and case (the first builds the optimizer)
-STEPS = 20  # timed steps per stack and case; the median is reported
+STEPS = 30  # timed steps per stack and case; the median is reported
 CASES = ("frozen", "finetune", "inference")
 SEED = 0
 
@@ -47,6 +52,10 @@ def parse_args():
     parser.add_argument(
         "--dtype", default="float32", choices=("float32", "mixed_bfloat16"),
         help="compute precision of both sides: keras_transfer's dtype policy, HF under torch.autocast",
+    )
+    parser.add_argument(
+        "--no-keras-kernels", action="store_true",
+        help="skip the third contender: the same keras_transfer model on Keras' own kernels",
     )
     common.common_arguments(parser, threads=THREADS)
     args = parser.parse_args()
@@ -87,14 +96,24 @@ def main():
     keras.utils.set_random_seed(SEED)
     path = common.model_path(args)
 
-    # keras_transfer: one model per case, each compiled with the task defaults.
-    kt_models = {}
+    # keras_transfer: one model per case, each compiled with the task defaults;
+    # and the same model on Keras' own kernels (`fused.unfuse`), unless skipped.
+    from keras_transfer import fused
+
+    kt_models, keras_models = {}, {}
     for case in args.cases:
         freeze = case != "finetune"
-        kt_models[case] = kt.TextClassifier.from_preset(
-            path, num_classes=2, freeze=freeze, pooling="mean", sequence_length=args.sequence_length,
-            dtype=args.dtype,
-        )
+
+        def build():
+            return kt.TextClassifier.from_preset(
+                path, num_classes=2, freeze=freeze, pooling="mean", sequence_length=args.sequence_length,
+                dtype=args.dtype,
+            )
+
+        kt_models[case] = build()
+        if not args.no_keras_kernels:
+            keras_models[case] = build()
+            fused.unfuse(keras_models[case])
     tokenizer = next(iter(kt_models.values())).preprocessor.tokenizer
     token_ids, labels = make_batch(tokenizer, args.batch_size, args.sequence_length, SEED)
     kt_x = {
@@ -104,11 +123,12 @@ def main():
     }
 
     steps = {case: {} for case in args.cases}
-    for case, model in kt_models.items():
-        if case == "inference":
-            steps[case]["kt"] = lambda model=model: model.predict_on_batch(kt_x)
-        else:
-            steps[case]["kt"] = lambda model=model: model.train_on_batch(kt_x, labels)
+    for name, models in (("kt", kt_models), ("keras", keras_models)):
+        for case, model in models.items():
+            if case == "inference":
+                steps[case][name] = lambda model=model: model.predict_on_batch(kt_x)
+            else:
+                steps[case][name] = lambda model=model: model.train_on_batch(kt_x, labels)
 
     attention = None
     if not args.no_hf:
@@ -164,20 +184,22 @@ def main():
         kt_t = common.median(times["kt"])
         hf_t = common.median(times["hf"]) if "hf" in times else None
         paired, paired_spread = common.paired_ratio(times["kt"], times["hf"]) if hf_t else (None, None)
+        own, own_spread = common.paired_ratio(times["kt"], times["keras"]) if "keras" in times else (None, None)
         rows.append([
             names[case],
             common.ms_cell(times["kt"]),
+            common.ms_cell(times.get("keras")),
             common.ms_cell(times.get("hf")),
             common.ratio(kt_t, hf_t),
             common.ratio_cell(paired, paired_spread),
-            common.fmt(args.batch_size / kt_t, 1),
-            common.fmt(args.batch_size / hf_t, 1) if hf_t else "—",
+            common.ratio(min(times["kt"]), min(times["hf"])) if hf_t else "—",
+            common.ratio_cell(own, own_spread),
         ])
 
     common.report(
         "CPU step time: keras_transfer vs HF transformers",
-        ["case", "keras_transfer ms/step", "HF ms/step", "ratio kt/HF", "per-round kt/HF", "kt samples/s",
-         "HF samples/s"],
+        ["case", "keras_transfer ms/step", "Keras' kernels ms/step", "HF ms/step", "kt/HF", "per-round kt/HF",
+         "fastest kt/HF", "per-round kt/Keras' kernels"],
         rows,
         notes=[
             f"model: {'tiny random BERT (smoke)' if args.smoke else path}",
@@ -190,9 +212,13 @@ def main():
             f"median of {args.steps} timed steps after {args.warmup} warm-up steps, stacks alternating "
             "(order reversed every other round); ± is half the interquartile range",
             "ratio kt/HF: of the two medians; per-round kt/HF: median over rounds of the ratio of the "
-            "round's two steps, which cancels load that drifts between rounds",
+            "round's two steps, which cancels load that drifts between rounds; fastest kt/HF: of the two "
+            "fastest steps (noise only ever adds time)",
             "keras_transfer: TextClassifier.from_preset(pooling='mean'), train_on_batch / predict_on_batch "
             "on token dicts (no feature cache)",
+            "Keras' kernels: the same keras_transfer model after `keras_transfer.fused.unfuse` (Keras' and "
+            "KerasHub's own layer code, as a plain KerasHub model runs)"
+            if not args.no_keras_kernels else "Keras' kernels: skipped (--no-keras-kernels)",
             f"HF: AutoModel (attention {attention}) + mean pooling + Linear, AdamW with warmup/decay"
             if not args.no_hf else "HF side skipped (--no-hf)",
         ],

@@ -496,3 +496,20 @@ def test_decoder_block_with_a_cache_takes_keras_own_path():
     out, reference = _both(block, run)
     for a, b in zip(out, reference):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_half_precision_attention_dropout_on_a_cpu_stays_on_keras_path(bert_preset, monkeypatch):
+    # torch's CPU kernel applies dropout in its unfused math path, which in
+    # bf16 is slower than Keras' own attention; float32 takes the kernel.
+    backbone, preprocessor = kt.load_backbone(bert_preset, sequence_length=16, dtype="mixed_bfloat16")
+    batch = preprocessor(["a good film", "bad"])
+    rates = []
+    real = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(
+        torch.nn.functional, "scaled_dot_product_attention",
+        lambda *args, **kwargs: rates.append(kwargs.get("dropout_p")) or real(*args, **kwargs),
+    )
+    backbone(batch, training=True)
+    assert all(not rate for rate in rates)
+    backbone(batch, training=False)
+    assert len(rates) >= 2 and not rates[-1]  # inference still takes the kernel
