@@ -294,44 +294,49 @@ def _can_call_directly(layer):
     )
 
 
-def _direct(layer, x, **kwargs):
-    """`layer(x, **kwargs)` without `Layer.__call__`'s per-call bookkeeping.
+def _in_scope(layer, function, x, *args, **kwargs):
+    """`function(x, ...)` after what `Layer.__call__` does for `layer` around it.
 
-    Does what that wrapper does to a built layer's single tensor input: the
-    dtype conversion of the input and the autocast scope. The caller passes
-    `training` explicitly and makes sure no Keras mask is involved.
+    That is the dtype conversion of the (single, tensor) input and the
+    autocast scope.
     """
-    if not _can_call_directly(layer):
-        return layer(x, **kwargs)
     x = layer.dtype_policy.convert_input(x, layer.autocast, layer.input_dtype)
     scope = _direct_scope(layer)
     if scope is None:
-        return layer.call(x, **kwargs)
+        return function(x, *args, **kwargs)
     with scope:
-        return layer.call(x, **kwargs)
+        return function(x, *args, **kwargs)
+
+
+def _direct(layer, x, **kwargs):
+    """`layer(x, **kwargs)` without `Layer.__call__`'s per-call bookkeeping.
+
+    The caller passes `training` explicitly and makes sure no Keras mask is
+    involved.
+    """
+    if not _can_call_directly(layer):
+        return layer(x, **kwargs)
+    return _in_scope(layer, layer.call, x, **kwargs)
 
 
 def _direct_self_attention(layer, x, attention_mask, training):
     """`layer(query=x, value=x, attention_mask=..., training=...)`, directly.
 
     The same steps as `MultiHeadAttention.call` for self-attention without
-    Keras masks, gates or a sliding window (those go through `__call__`).
+    Keras masks, gates or a sliding window (those, and subclasses with their
+    own `call`, go through `__call__`).
     """
     if (
         not _can_call_directly(layer)
+        or type(layer).call is not keras.layers.MultiHeadAttention.call
         or getattr(layer, "_use_gate", False)
         or getattr(layer, "_sliding_window", None) is not None
     ):
         return layer(query=x, value=x, attention_mask=attention_mask, training=training)
-    x = layer.dtype_policy.convert_input(x, layer.autocast, layer.input_dtype)
-    scope = _direct_scope(layer)
-    if scope is not None:
-        with scope:
-            return _self_attention(layer, x, attention_mask, training)
-    return _self_attention(layer, x, attention_mask, training)
+    return _in_scope(layer, _self_attention, x, layer, attention_mask, training)
 
 
-def _self_attention(layer, x, attention_mask, training):
+def _self_attention(x, layer, attention_mask, training):
     attention_mask = layer._compute_attention_mask(x, x, attention_mask=attention_mask)
     query = _direct(layer._query_dense, x)
     key = _direct(layer._key_dense, x)
@@ -371,26 +376,30 @@ def _direct_encoder_call(
             return_attention_scores=return_attention_scores,
         )
     mask = merge_padding_and_attention_mask(inputs, padding_mask, attention_mask)
+    return _direct_block(self, inputs, _direct_self_attention, mask, training)
 
-    x = inputs
+
+def _direct_block(block, x, attend, mask, training):
+    """The body both KerasHub blocks share: attention, then feedforward,
+    each with dropout, a residual and a layer norm (before or after)."""
     residual = x
-    if self.normalize_first:
-        x = _direct(self._self_attention_layer_norm, x)
-    x = _direct_self_attention(self._self_attention_layer, x, mask, training)
-    x = _direct(self._self_attention_dropout, x, training=training)
+    if block.normalize_first:
+        x = _direct(block._self_attention_layer_norm, x)
+    x = attend(block._self_attention_layer, x, mask, training)
+    x = _direct(block._self_attention_dropout, x, training=training)
     x = x + residual
-    if not self.normalize_first:
-        x = _direct(self._self_attention_layer_norm, x)
+    if not block.normalize_first:
+        x = _direct(block._self_attention_layer_norm, x)
 
     residual = x
-    if self.normalize_first:
-        x = _direct(self._feedforward_layer_norm, x)
-    x = _direct(self._feedforward_intermediate_dense, x)
-    x = _direct(self._feedforward_output_dense, x)
-    x = _direct(self._feedforward_dropout, x, training=training)
+    if block.normalize_first:
+        x = _direct(block._feedforward_layer_norm, x)
+    x = _direct(block._feedforward_intermediate_dense, x)
+    x = _direct(block._feedforward_output_dense, x)
+    x = _direct(block._feedforward_dropout, x, training=training)
     x = x + residual
-    if not self.normalize_first:
-        x = _direct(self._feedforward_layer_norm, x)
+    if not block.normalize_first:
+        x = _direct(block._feedforward_layer_norm, x)
     return x
 
 
@@ -451,27 +460,7 @@ def _direct_decoder_call(
         self_attention_cache=None,
         self_attention_cache_update_index=None,
     )
-
-    x = decoder_sequence
-    residual = x
-    if self.normalize_first:
-        x = _direct(self._self_attention_layer_norm, x)
-    x = _direct_cached_self_attention(self._self_attention_layer, x, mask, training)
-    x = _direct(self._self_attention_dropout, x, training=training)
-    x = x + residual
-    if not self.normalize_first:
-        x = _direct(self._self_attention_layer_norm, x)
-
-    residual = x
-    if self.normalize_first:
-        x = _direct(self._feedforward_layer_norm, x)
-    x = _direct(self._feedforward_intermediate_dense, x)
-    x = _direct(self._feedforward_output_dense, x)
-    x = _direct(self._feedforward_dropout, x, training=training)
-    x = x + residual
-    if not self.normalize_first:
-        x = _direct(self._feedforward_layer_norm, x)
-    return x
+    return _direct_block(self, decoder_sequence, _direct_cached_self_attention, mask, training)
 
 
 def _is_plain_cached_attention(layer):
@@ -488,15 +477,10 @@ def _direct_cached_self_attention(layer, x, attention_mask, training):
         get_vllm_context = None
     if not _can_call_directly(layer) or (get_vllm_context is not None and get_vllm_context() is not None):
         return layer(query=x, value=x, attention_mask=attention_mask, training=training)
-    x = layer.dtype_policy.convert_input(x, layer.autocast, layer.input_dtype)
-    scope = _direct_scope(layer)
-    if scope is not None:
-        with scope:
-            return _cached_self_attention(layer, x, attention_mask, training)
-    return _cached_self_attention(layer, x, attention_mask, training)
+    return _in_scope(layer, _cached_self_attention, x, layer, attention_mask, training)
 
 
-def _cached_self_attention(layer, x, attention_mask, training):
+def _cached_self_attention(x, layer, attention_mask, training):
     query = _direct(layer._query_dense, x)
     key = _direct(layer._key_dense, x)
     value = _direct(layer._value_dense, x)

@@ -97,12 +97,13 @@ def test_gradients_are_the_same_fused():
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4, err_msg=weight.path)
 
 
-def _spy_on_sdpa(monkeypatch):
+def _spy_on_sdpa(monkeypatch, argument="attn_mask"):
+    """Records `argument` of every `scaled_dot_product_attention` call."""
     calls = []
     real = torch.nn.functional.scaled_dot_product_attention
 
     def spy(*args, **kwargs):
-        calls.append(kwargs.get("attn_mask"))
+        calls.append(kwargs.get(argument))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
@@ -127,13 +128,7 @@ def test_attention_with_dropout_takes_the_fused_kernel_when_dropout_does_nothing
 
     # Training with unseeded dropout: the fused kernel applies it.
     fused.fuse(backbone)
-    calls.clear()
-    spy_rates = []
-    real = torch.nn.functional.scaled_dot_product_attention
-    monkeypatch.setattr(
-        torch.nn.functional, "scaled_dot_product_attention",
-        lambda *args, **kwargs: spy_rates.append(kwargs.get("dropout_p")) or real(*args, **kwargs),
-    )
+    spy_rates = _spy_on_sdpa(monkeypatch, "dropout_p")
     backbone(batch, training=True)
     assert spy_rates == [0.1, 0.1]
 
@@ -503,12 +498,7 @@ def test_half_precision_attention_dropout_on_a_cpu_stays_on_keras_path(bert_pres
     # bf16 is slower than Keras' own attention; float32 takes the kernel.
     backbone, preprocessor = kt.load_backbone(bert_preset, sequence_length=16, dtype="mixed_bfloat16")
     batch = preprocessor(["a good film", "bad"])
-    rates = []
-    real = torch.nn.functional.scaled_dot_product_attention
-    monkeypatch.setattr(
-        torch.nn.functional, "scaled_dot_product_attention",
-        lambda *args, **kwargs: rates.append(kwargs.get("dropout_p")) or real(*args, **kwargs),
-    )
+    rates = _spy_on_sdpa(monkeypatch, "dropout_p")
     backbone(batch, training=True)
     assert all(not rate for rate in rates)
     backbone(batch, training=False)
