@@ -194,11 +194,7 @@ def paired_ratio(a_times, b_times):
     ratios = [a / b for a, b in zip(a_times, b_times) if b]
     if not ratios:
         return None, float("nan")
-    middle = statistics.median(ratios)
-    if len(ratios) < 4:
-        return middle, float("nan")
-    q1, _, q3 = statistics.quantiles(ratios, n=4)
-    return middle, 50.0 * (q3 - q1) / middle
+    return statistics.median(ratios), spread(ratios)
 
 
 def median(times):

@@ -57,6 +57,18 @@ import math
 import types
 
 import keras
+from keras.src import backend, tree
+from keras.src.backend import get_keras_mask
+from keras.src.distribution import distribution_lib
+from keras.src.models.functional import Functional
+from keras_hub.layers import TransformerDecoder, TransformerEncoder
+from keras_hub.src.layers.modeling.cached_multi_head_attention import CachedMultiHeadAttention
+from keras_hub.src.layers.modeling.transformer_layer_utils import merge_padding_and_attention_mask
+
+try:
+    from keras_hub.src.layers.modeling.cached_multi_head_attention import get_vllm_context
+except ImportError:  # a KerasHub without vLLM serving
+    get_vllm_context = None
 
 _FUSED = "_kt_fused_plan"
 _GRAPH_PLAN = "_kt_graph_plan"
@@ -270,8 +282,6 @@ def _fused_layer_norm_call(self, inputs):
 
 def _direct_scope(layer):
     """The autocast scope `Layer.__call__` would open for `layer`, or None."""
-    from keras.src import backend
-
     current = backend.get_autocast_scope()
     if current is not None:
         if not layer.autocast or not backend.is_float_dtype(layer.compute_dtype):
@@ -291,6 +301,12 @@ def _can_call_directly(layer):
         and not getattr(layer, "quantization_mode", None)
         and layer.activity_regularizer is None
     )
+
+
+def _needs_layer_call(x):
+    """Whether a block's input brings what only `Layer.__call__` handles:
+    a Keras mask, or a distribution that lays out outputs."""
+    return get_keras_mask(x) is not None or distribution_lib.distribution() is not None
 
 
 def _in_scope(layer, function, x, *args, **kwargs):
@@ -357,15 +373,7 @@ def _direct_encoder_call(
     The same computation, step for step, as the class's own `call`; only
     the calls into the sub-layers skip `Layer.__call__` (see `_direct`).
     """
-    from keras.src.backend import get_keras_mask
-    from keras.src.distribution import distribution_lib
-    from keras_hub.src.layers.modeling.transformer_layer_utils import merge_padding_and_attention_mask
-
-    if (
-        return_attention_scores
-        or get_keras_mask(inputs) is not None
-        or distribution_lib.distribution() is not None
-    ):
+    if return_attention_scores or _needs_layer_call(inputs):
         return type(self).call(
             self,
             inputs,
@@ -423,17 +431,13 @@ def _direct_decoder_call(
     Generation with a cache, cross-attention (BART) and everything listed
     for the encoder block take the class's own `call`.
     """
-    from keras.src.backend import get_keras_mask
-    from keras.src.distribution import distribution_lib
-
     if (
         encoder_sequence is not None
         or self._cross_attention_layer is not None
         or self_attention_cache is not None
         or cross_attention_cache is not None
         or self_attention_cache_update_index is not None
-        or get_keras_mask(decoder_sequence) is not None
-        or distribution_lib.distribution() is not None
+        or _needs_layer_call(decoder_sequence)
         or not _is_plain_cached_attention(self._self_attention_layer)
     ):
         return type(self).call(
@@ -463,17 +467,11 @@ def _direct_decoder_call(
 
 
 def _is_plain_cached_attention(layer):
-    from keras_hub.src.layers.modeling.cached_multi_head_attention import CachedMultiHeadAttention
-
     return isinstance(layer, CachedMultiHeadAttention) and type(layer).call is CachedMultiHeadAttention.call
 
 
 def _direct_cached_self_attention(layer, x, attention_mask, training):
     """`CachedMultiHeadAttention.call` without a cache, its projections called directly."""
-    try:
-        from keras_hub.src.layers.modeling.cached_multi_head_attention import get_vllm_context
-    except ImportError:  # a KerasHub without vLLM serving
-        get_vllm_context = None
     if not _can_call_directly(layer) or (get_vllm_context is not None and get_vllm_context() is not None):
         return layer(query=x, value=x, attention_mask=attention_mask, training=training)
     return _in_scope(layer, _cached_self_attention, x, layer, attention_mask, training)
@@ -496,15 +494,11 @@ def _cached_self_attention(x, layer, attention_mask, training):
 
 def _is_plain_decoder(layer):
     """A KerasHub `TransformerDecoder` whose `call` is the class's own."""
-    from keras_hub.layers import TransformerDecoder
-
     return isinstance(layer, TransformerDecoder) and type(layer).call is TransformerDecoder.call
 
 
 def _is_plain_encoder(layer):
     """A KerasHub `TransformerEncoder` whose `call` is the class's own."""
-    from keras_hub.layers import TransformerEncoder
-
     return isinstance(layer, TransformerEncoder) and type(layer).call is TransformerEncoder.call
 
 
@@ -543,8 +537,6 @@ def _freeing_run_through_graph(self, inputs, operation_fn=lambda op: op, call_fn
     reads it has run; the nodes run in Keras' order and the outputs are
     the same objects.
     """
-    from keras.src import tree
-
     nodes, uses, keep = _graph_plan(self)
     tensor_dict = {}
     for x, y in zip(self.inputs, tree.flatten(inputs)):
@@ -576,8 +568,6 @@ def _freeing_run_through_graph(self, inputs, operation_fn=lambda op: op, call_fn
 
 
 def _is_functional(layer):
-    from keras.src.models.functional import Functional
-
     return (
         isinstance(layer, Functional)
         and hasattr(layer, "_nodes_by_depth")
