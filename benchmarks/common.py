@@ -528,7 +528,8 @@ def hf_adamw(model, learning_rate, total_steps, warmup=0.1, weight_decay=0.01):
     """AdamW with linear warmup and linear decay to zero, as `Task.compile()`.
 
     Biases and LayerNorm weights get no weight decay (`Task.compile()`
-    excludes `bias`, `gamma`, `beta`).
+    excludes `bias`, `gamma`, `beta`). torch's fused AdamW kernel, as HF's
+    `Trainer` uses by default (`optim="adamw_torch_fused"` with torch >= 2.8).
     """
     import torch
 
@@ -539,6 +540,7 @@ def hf_adamw(model, learning_rate, total_steps, warmup=0.1, weight_decay=0.01):
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=learning_rate,
+        fused=True,
     )
     warmup_steps = int(round(warmup * total_steps))
 

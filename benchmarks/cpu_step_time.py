@@ -8,7 +8,7 @@ torch thread count, three cases:
   `model.train_on_batch` on a `TextClassifier.from_preset(..., freeze=True)`,
   so the backbone really runs every step (no feature cache). HF: `AutoModel`
   with `requires_grad_(False)`, eval mode, `torch.no_grad()` forward, a Linear
-  head, AdamW, `loss.backward()`, `step()`.
+  head, AdamW (torch's fused kernel, HF Trainer's default), `loss.backward()`, `step()`.
 - full fine-tuning: the same with every weight training (dropout on).
 - inference: forward only. keras_transfer `predict_on_batch`; HF eval mode
   under `torch.inference_mode()`.
@@ -219,7 +219,7 @@ def main():
             "Keras' kernels: the same keras_transfer model after `keras_transfer.fused.unfuse` (Keras' and "
             "KerasHub's own layer code, as a plain KerasHub model runs)"
             if not args.no_keras_kernels else "Keras' kernels: skipped (--no-keras-kernels)",
-            f"HF: AutoModel (attention {attention}) + mean pooling + Linear, AdamW with warmup/decay"
+            f"HF: AutoModel (attention {attention}) + mean pooling + Linear, fused AdamW (the Trainer default) with warmup/decay"
             if not args.no_hf else "HF side skipped (--no-hf)",
         ],
     )

@@ -383,7 +383,7 @@ def main():
         "kt: kt.TextClassifier over a random KerasHub backbone, train_on_batch / predict_on_batch on "
         "device tensors; inference on the frozen model (kt.freeze turns dropout off)",
         "HF: BertModel / GPT2Model (default attention implementation) + Dropout + Linear, eager, "
-        "AdamW (foreach) with warmup/decay" if not args.no_hf else "HF side skipped (--no-hf)",
+        "AdamW (fused, the Trainer default) with warmup/decay" if not args.no_hf else "HF side skipped (--no-hf)",
         f"whole script: {time.perf_counter() - started:.0f} s",
     ]
     common.report(

@@ -102,17 +102,22 @@ class LayerwiseAdamW(keras.optimizers.AdamW):
             vars_of.append(variable)
         return groups
 
+    def _parallel_update_step(self, grads, variables, learning_rate):
+        # Keras' torch Adam step (`_foreach` ops) on one group of variables;
+        # `kt.fused.fuse_optimizer` replaces it with torch's fused kernel.
+        _TorchAdam._parallel_update_step(self, grads, variables, learning_rate)
+
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        torch_step = _TorchAdam is not None and keras.config.backend() == "torch"
         for multiplier, (grads_of, vars_of) in self._groups(grads, trainable_variables).items():
             if multiplier == 0:
                 continue
             rate = learning_rate * multiplier
-            if _TorchAdam is not None and keras.config.backend() == "torch":
+            if torch_step:
                 import torch
 
                 with torch.no_grad():
-                    # Keras' fused torch Adam step on this group.
-                    _TorchAdam._parallel_update_step(self, grads_of, vars_of, rate)
+                    self._parallel_update_step(grads_of, vars_of, rate)
             else:  # pragma: no cover - other backends
                 for grad, variable in zip(grads_of, vars_of):
                     self.update_step(grad, variable, rate)
@@ -121,10 +126,22 @@ class LayerwiseAdamW(keras.optimizers.AdamW):
         if self.weight_decay is None:
             return
         rate = self._get_current_learning_rate()
+        groups = {}
         for variable in variables:
             if self._use_weight_decay(variable):
-                scale = 1 - self.weight_decay * rate * self.multiplier(variable)
-                variable.assign(variable * keras.ops.cast(scale, variable.dtype))
+                groups.setdefault(self.multiplier(variable), []).append(variable)
+        for multiplier, group in groups.items():
+            if multiplier == 0:
+                continue
+            scale = 1 - self.weight_decay * rate * multiplier
+            if keras.config.backend() == "torch":
+                import torch
+
+                with torch.no_grad():  # in place, as Keras' torch AdamW decays
+                    torch._foreach_mul_([variable.value for variable in group], scale)
+            else:  # pragma: no cover - other backends
+                for variable in group:
+                    variable.assign(variable * keras.ops.cast(scale, variable.dtype))
 
     def get_config(self):
         config = super().get_config()

@@ -314,6 +314,9 @@ class Task(distributed.DataParallel, keras.Model):
         if isinstance(metrics, str) and metrics == "auto":
             metrics = self.default_metrics()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        if fused.is_fused(self):
+            # Adam/AdamW: torch's fused kernel on the CPU, the same update.
+            fused.fuse_optimizer(self.optimizer)
         self._compiled_with = {"loss": loss, "metrics": metrics}
         self._prepare_for_jit_compile()
 
