@@ -209,11 +209,11 @@ def spread(times):
     return 50.0 * (q3 - q1) / statistics.median(times)
 
 
-def ms_cell(times):
+def ms_cell(times, digits=0):
     """"123 (±4%)": the median in milliseconds and its spread."""
     if not times:
         return "—"
-    cell = fmt(median(times) * 1000, 0)
+    cell = fmt(median(times) * 1000, digits)
     width = spread(times)
     return cell if width != width else f"{cell} (±{width:.0f}%)"
 

@@ -39,6 +39,10 @@ SCRIPTS = {
         "Peak memory against data size (frozen backbone)",
         ["64", "128"],
     ),
+    "host_overhead.py": (
+        "Host overhead per step",
+        ["BERT-base layout", "GPT-2-small layout"],
+    ),
     "gpu_throughput.py": (
         "GPU throughput",
         ["tiny-BERT", "tiny-GPT-2"],
