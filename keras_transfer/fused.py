@@ -131,9 +131,21 @@ def _value(variable):
         return variable.value
     if variable._autocast:
         scope = backend.get_autocast_scope()
-        if scope is not None:
-            return scope.maybe_cast(value)
+        if scope is not None and scope.dtype is not None and value.is_floating_point():
+            # `scope.maybe_cast(value)`: a float tensor to the scope's dtype
+            target = _torch_dtype(scope.dtype)
+            return value if value.dtype == target else value.to(target)
     return value
+
+
+def _torch_dtype(name, _cache={}):  # noqa: B006 - the cache is meant to persist
+    """`to_torch_dtype(name)`, remembered: Keras standardizes the name on every call."""
+    dtype = _cache.get(name)
+    if dtype is None:
+        from keras.src.backend.torch.core import to_torch_dtype
+
+        dtype = _cache[name] = to_torch_dtype(name)
+    return dtype
 
 
 def _as_tensor(value):

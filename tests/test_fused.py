@@ -545,3 +545,36 @@ def test_blocks_with_torch_hooks_go_through_layer_call(bert_preset):
         handle.remove()
     assert len(seen) == 1  # the hook ran, as it does without keras_transfer
     np.testing.assert_array_equal(actual, expected)
+
+
+def test_train_steps_rebuild_torch_parameters_only_when_the_variables_change(bert_preset):
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16)
+    x, y = model.preprocessor(TEXTS[:4]), np.array([0, 1, 1, 0])
+    model.train_on_batch(x, y)
+    params = model._torch_params
+    model.train_on_batch(x, y)
+    assert model._torch_params is params  # Keras would have built a new one
+    assert {id(p) for p in model.parameters()} == {id(v.value) for v in model.variables}
+    model.enable_lora(rank=2)
+    model.compile(learning_rate=1e-3)
+    model.train_on_batch(x, y)
+    assert model._torch_params is not params
+    names = [name for name, _ in model.named_parameters()]
+    assert any("lora" in name for name in names)
+    assert {id(p) for p in model.parameters()} == {id(v.value) for v in model.variables}
+
+
+def test_variable_reads_match_keras_value_property():
+    from keras.src.backend import AutocastScope, StatelessScope
+
+    weight = keras.Variable(np.ones((2, 3), "float32"), name="w")
+    count = keras.Variable(np.arange(3, dtype="int32"), name="count", trainable=False)
+    no_autocast = keras.Variable(np.ones(2, "float32"), autocast=False)
+    for scope in (None, AutocastScope("bfloat16"), AutocastScope("float16"), AutocastScope(None)):
+        with scope or AutocastScope(None):
+            for variable in (weight, count, no_autocast):
+                got, want = fused._value(variable), variable.value
+                assert got.dtype == want.dtype and torch.equal(got, want)
+    replacement = torch.full((2, 3), 7.0)
+    with StatelessScope(state_mapping=[(weight, replacement)]):
+        assert torch.equal(fused._value(weight), replacement)
