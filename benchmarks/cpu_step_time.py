@@ -14,7 +14,8 @@ torch thread count, three cases:
   under `torch.inference_mode()`.
 
 A third contender is the same keras_transfer model with `fused.unfuse`:
-Keras' and KerasHub's own layer code, what the toolkit's kernels save.
+Keras' and KerasHub's own layer code and Keras' optimizer step, what the
+toolkit's kernels save.
 
 The stacks' steps alternate (one each per round, the order reversed every
 other round) so that load from other processes falls on all alike. Warm-up
@@ -217,7 +218,7 @@ def main():
             "keras_transfer: TextClassifier.from_preset(pooling='mean'), train_on_batch / predict_on_batch "
             "on token dicts (no feature cache)",
             "Keras' kernels: the same keras_transfer model after `keras_transfer.fused.unfuse` (Keras' and "
-            "KerasHub's own layer code, as a plain KerasHub model runs)"
+            "KerasHub's own layer code and Keras' optimizer step, as a plain KerasHub model runs)"
             if not args.no_keras_kernels else "Keras' kernels: skipped (--no-keras-kernels)",
             f"HF: AutoModel (attention {attention}) + mean pooling + Linear, fused AdamW (the Trainer default) with warmup/decay"
             if not args.no_hf else "HF side skipped (--no-hf)",

@@ -50,7 +50,19 @@ Three more overrides remove overhead rather than arithmetic:
   intermediate output after the last node that reads it, instead of
   holding all of them until the graph has run. Fewer live activations
   mean fewer page faults: half the system time or less per MiniLM step
-  here.
+  here. Its graph also calls those KerasHub blocks without
+  `Layer.__call__` (`_block_node_call`), resolving `training` as Keras
+  does.
+
+The fused paths read weights without Keras' `Variable.value` property
+(`_value`: the same tensor and the same autocast cast, without its
+device-name string checks) and keep each layer's dtype facts per dtype
+policy (`_dtypes`); torch hooks on a layer keep Keras' path.
+
+Optimizers: `fuse_optimizer` gives Keras' `Adam`/`AdamW` (and
+`kt.optimizers.LayerwiseAdamW`) torch's fused Adam kernel on the CPU, the
+same update in one pass over the weights instead of a dozen
+(`_fused_adam_step`); task models get it at `compile()`.
 """
 
 import math
@@ -150,8 +162,6 @@ def _torch_dtype(name, _cache={}):  # noqa: B006 - the cache is meant to persist
 
 def _as_tensor(value):
     """A torch tensor for `value`; tensors and variables without Keras' op dispatch."""
-    import torch
-
     if isinstance(value, torch.Tensor):
         return value
     if isinstance(value, keras.Variable):
@@ -218,7 +228,6 @@ def _fused_compute_attention(
     float mask Keras builds, so fully masked rows (left padding under a
     causal mask) stay finite.
     """
-    import torch
     from keras.src.backend.torch.nn import _get_large_negative  # Keras' own mask value
 
     dropout_rate = 0.0
@@ -727,8 +736,6 @@ def _adam_kernel_applies(optimizer, grads, values):
     which on an accelerator would cost a device synchronization per step
     (and there Keras' `_foreach` step is a small share of a step anyway).
     """
-    import torch
-
     if not values or torch.compiler.is_compiling():
         return False  # `jit_compile=True` traces Keras' own step
     for beta in (optimizer.beta_1, optimizer.beta_2):
@@ -765,17 +772,15 @@ def _fused_adam_step(self, grads, variables, learning_rate):
     always. One pass over each weight instead of about a dozen, and no
     temporaries the size of the model.
     """
-    import torch
-
-    values = [variable.value for variable in variables]
+    values = [_value(variable) for variable in variables]
     if not _adam_kernel_applies(self, grads, values):
         return type(self)._parallel_update_step(self, grads, variables, learning_rate)
     step = _number(self.iterations) + 1
     correction = 1 - self.beta_2**step
     index = self._get_variable_index
-    moments = [self._momentums[index(variable)].value for variable in variables]
-    velocities = [self._velocities[index(variable)].value for variable in variables]
-    maxima = [self._velocity_hats[index(variable)].value for variable in variables] if self.amsgrad else []
+    moments = [_value(self._momentums[index(variable)]) for variable in variables]
+    velocities = [_value(self._velocities[index(variable)]) for variable in variables]
+    maxima = [_value(self._velocity_hats[index(variable)]) for variable in variables] if self.amsgrad else []
     grads = [grad if grad.is_contiguous() else grad.contiguous() for grad in grads]
     steps = [torch.tensor(step, dtype=torch.float32)] * len(values)  # read, never written
     with torch.no_grad():
