@@ -139,3 +139,14 @@ def test_task_models_train_with_the_fused_step_and_unfuse_takes_it_back(bert_pre
     fused.unfuse(model)
     model.fit(TEXTS, LABELS, epochs=1, batch_size=4, verbose=0, cache_features=False)
     assert not kernel_calls
+
+
+def test_a_functional_model_over_load_backbone_can_take_the_fused_step(bert_preset, kernel_calls):
+    backbone, preprocessor = kt.load_backbone(bert_preset, sequence_length=16)
+    inputs = backbone.input
+    features = backbone(inputs)["pooled_output"]
+    model = keras.Model(inputs, keras.layers.Dense(2)(features))
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
+    assert fused.fuse_optimizer(model.optimizer)
+    model.train_on_batch(preprocessor(TEXTS[:4]), np.array(LABELS[:4]))
+    assert kernel_calls
