@@ -367,8 +367,7 @@ def _direct_scope(layer, dtypes):
 
 def _has_torch_hooks(layer):
     """Whether torch would run hooks around `layer`'s `forward` (its own or global ones)."""
-    import torch.nn.modules.module as module
-
+    module = torch.nn.modules.module
     return bool(
         layer._forward_hooks
         or layer._forward_pre_hooks

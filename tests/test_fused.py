@@ -538,12 +538,15 @@ def test_blocks_with_torch_hooks_go_through_layer_call(bert_preset):
     batch = preprocessor(["a good film", "a bad awful film indeed"])
     expected = _numpy(backbone(batch, training=False)["sequence_output"])
     seen = []
-    handle = backbone.transformer_layers[0].register_forward_hook(lambda *args: seen.append(args))
+    block = backbone.transformer_layers[0]
+    hooked = [block, block._self_attention_layer._query_dense, block._feedforward_layer_norm]
+    handles = [layer.register_forward_hook(lambda *args: seen.append(args)) for layer in hooked]
     try:
         actual = _numpy(backbone(batch, training=False)["sequence_output"])
     finally:
-        handle.remove()
-    assert len(seen) == 1  # the hook ran, as it does without keras_transfer
+        for handle in handles:
+            handle.remove()
+    assert len(seen) == 3  # the hooks ran, as they do without keras_transfer
     np.testing.assert_array_equal(actual, expected)
 
 
