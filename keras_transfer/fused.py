@@ -65,6 +65,7 @@ same update in one pass over the weights instead of a dozen
 (`_fused_adam_step`); task models get it at `compile()`.
 """
 
+import collections
 import math
 import types
 
@@ -322,30 +323,30 @@ def _fused_layer_norm_call(self, inputs):
     epsilon = keras.config.epsilon() if self.epsilon is None else self.epsilon
     shape = x.shape[axes[0] :]
     y = torch.nn.functional.layer_norm(x.to(compute), shape, gamma, beta, epsilon)
-    return y.to(original).to(_dtypes(self)[5])
+    return y.to(original).to(_dtypes(self).compute_torch)
+
+
+_DTypes = collections.namedtuple("_DTypes", "policy input_torch compute variable float_compute compute_torch")
 
 
 def _dtypes(layer):
-    """`(policy, input dtype (torch), compute dtype, variable dtype, float
-    compute, compute dtype (torch))`.
+    """The layer's dtype facts `_in_scope` and the fused calls need.
 
     Kept per layer for its current dtype policy (a new policy, as
-    `layer.dtype_policy = ...` sets, recomputes it): reading the dtypes
+    `layer.dtype_policy = ...` sets, recomputes them): reading the dtypes
     through Keras' properties costs microseconds per sub-layer call.
     """
-    from keras.src.backend.torch.core import to_torch_dtype
-
     policy = layer.dtype_policy
     cached = layer.__dict__.get(_DTYPES)
-    if cached is None or cached[0] is not policy:
+    if cached is None or cached.policy is not policy:
         compute = layer.compute_dtype
-        cached = (
-            policy,
-            to_torch_dtype(layer.input_dtype),
-            compute,
-            layer.variable_dtype,
-            backend.is_float_dtype(compute),
-            to_torch_dtype(compute),
+        cached = _DTypes(
+            policy=policy,
+            input_torch=_torch_dtype(layer.input_dtype),
+            compute=compute,
+            variable=layer.variable_dtype,
+            float_compute=backend.is_float_dtype(compute),
+            compute_torch=_torch_dtype(compute),
         )
         object.__setattr__(layer, _DTYPES, cached)
     return cached
@@ -353,16 +354,15 @@ def _dtypes(layer):
 
 def _direct_scope(layer, dtypes):
     """The autocast scope `Layer.__call__` would open for `layer`, or None."""
-    _, _, compute, variable, is_float, _ = dtypes
     current = backend.get_autocast_scope()
     if current is not None:
-        if not layer.autocast or not is_float:
+        if not layer.autocast or not dtypes.float_compute:
             return backend.AutocastScope(None)
-        if current.dtype != compute:
-            return backend.AutocastScope(compute)
+        if current.dtype != dtypes.compute:
+            return backend.AutocastScope(dtypes.compute)
         return None
-    if compute != variable:
-        return backend.AutocastScope(compute)
+    if dtypes.compute != dtypes.variable:
+        return backend.AutocastScope(dtypes.compute)
     return None
 
 
@@ -404,8 +404,8 @@ def _in_scope(layer, function, x, *args, **kwargs):
     autocast scope.
     """
     dtypes = _dtypes(layer)
-    if not isinstance(x, torch.Tensor) or x.dtype != dtypes[1]:  # else nothing to convert
-        x = dtypes[0].convert_input(x, layer.autocast, layer.input_dtype)
+    if not isinstance(x, torch.Tensor) or x.dtype != dtypes.input_torch:  # else nothing to convert
+        x = dtypes.policy.convert_input(x, layer.autocast, layer.input_dtype)
     scope = _direct_scope(layer, dtypes)
     if scope is None:
         return function(x, *args, **kwargs)

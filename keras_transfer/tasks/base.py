@@ -93,14 +93,14 @@ class Task(distributed.DataParallel, keras.Model):
         the same order mean the same dict; LoRA adapters, new variables or
         a replaced tensor rebuild it.
         """
-        if keras.config.backend() != "torch":  # pragma: no cover - TorchLayer only
-            return super()._track_variables()
         values = [variable._value for variable in self.variables]
         key = tuple(map(id, values))
         if self.__dict__.get("_kt_tracked_variables") == key and "_torch_params" in self._modules:
             return
         super()._track_variables()
-        object.__setattr__(self, "_kt_tracked_variables", key if None not in values else None)
+        # An uninitialized variable (no tensor yet) gets its dict rebuilt next time.
+        initialized = all(value is not None for value in values)
+        object.__setattr__(self, "_kt_tracked_variables", key if initialized else None)
 
     @property
     def backbone(self):
