@@ -76,6 +76,8 @@ def parse_args():
     parser.add_argument("--out", default=None, help="also write the Markdown table to this file")
     parser.add_argument("--models", default=None, help="comma-separated subset of the model names")
     parser.add_argument("--lengths", default=None, help="comma-separated subset of 128,512")
+    parser.add_argument("--shapes", default=None,
+                        help="length:batch pairs instead of the defaults, e.g. 128:128,512:64")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {MODES}")
     parser.add_argument("--warmup", type=int, default=WARMUP)
     parser.add_argument("--steps", type=int, default=STEPS)
@@ -86,13 +88,20 @@ def parse_args():
     parser.add_argument("--no-hf", action="store_true", help="skip the transformers side")
     args = parser.parse_args()
     args.model_table = SMOKE_MODELS if args.smoke else MODELS
-    args.shapes = SMOKE_SHAPES if args.smoke else SHAPES
     if args.models:
         names = [n.strip() for n in args.models.split(",")]
         unknown = [n for n in names if n not in args.model_table]
         if unknown:
             parser.error(f"unknown models {unknown}; choose from {list(args.model_table)}")
         args.model_table = {n: args.model_table[n] for n in names}
+    if args.shapes:
+        try:
+            pairs = [item.split(":") for item in args.shapes.split(",") if item.strip()]
+            args.shapes = {int(length): int(batch) for length, batch in pairs}
+        except ValueError:
+            parser.error(f"--shapes: expected length:batch pairs like 128:32,512:16, got {args.shapes!r}")
+    else:
+        args.shapes = SMOKE_SHAPES if args.smoke else SHAPES
     if args.lengths:
         lengths = [int(n) for n in args.lengths.split(",")]
         args.shapes = {n: args.shapes[n] for n in lengths if n in args.shapes}

@@ -2,7 +2,7 @@
 
 Each script runs with `--smoke` (a tiny random BERT/GPT-2 built in code,
 synthetic texts, a couple of steps, no real data or weights) in its own
-process and must print its Markdown table. The four processes start
+process and must print its Markdown table. The processes start
 together: most of their time is importing torch and Keras, which overlaps
 well. Without transformers the scripts run their keras_transfer side only
 (`--no-hf`). The GPU script runs on the CPU here (CUDA hidden).
@@ -47,6 +47,10 @@ SCRIPTS = {
         "GPU throughput",
         ["tiny-BERT", "tiny-GPT-2"],
     ),
+    "launch_profile.py": (
+        "What one step asks of the host",
+        ["tiny-BERT", "tiny-GPT-2"],
+    ),
 }
 
 
@@ -67,7 +71,7 @@ def runs(tmp_path_factory):
         if not HAVE_HF:
             command.append("--no-hf")
         if script == "gpu_throughput.py":
-            command += ["--out", str(logs / "gpu_throughput.md")]
+            command += ["--out", str(logs / "gpu_throughput.md"), "--shapes", "16:2,8:3"]
         log = logs / f"{script}.log"
         with open(log, "w") as file:
             process = subprocess.Popen(
@@ -108,3 +112,11 @@ def test_benchmark_smoke_run(runs, script):
         written = (log.parent / "gpu_throughput.md").read_text()
         assert "### GPU throughput" in written and "| tiny-BERT" in written
         assert " failed: " not in output, output[-3000:]
+        shapes = {tuple(cell.strip() for cell in line.split("|")[2:4]) for line in written.splitlines()
+                  if line.startswith("| tiny-")}
+        assert shapes == {("16", "2"), ("8", "3")}, shapes  # --shapes: length:batch pairs
+    if script == "launch_profile.py":
+        for line in output.splitlines():
+            if line.startswith("| tiny-"):
+                cells = [cell.strip() for cell in line.split("|")[1:-1]]
+                assert int(cells[5].replace(",", "")) > 0, line  # dispatched ops were counted
