@@ -1,0 +1,128 @@
+"""Python numbers become device tensors without stopping the host.
+
+Keras' torch backend turns a Python number into a tensor with
+`torch.as_tensor(x, dtype=..., device=get_device())`. On a CUDA device that
+is a copy from pageable host memory, which torch does as a copy followed by a
+stream synchronization: the host waits until the GPU has finished all the
+work queued so far. Keras does this many times per step: the attention mask
+value in every attention layer, casts of constants in every GPT-2 block's
+causal mask, each metric's `update_state`, the optimizer's
+`iterations.assign_add(1)`, a schedule's bounds. On the H100, 30-43 such
+syncs per BERT-base / GPT-2 training step kept the host from queuing ahead
+of the GPU (`benchmarks/launch_profile.py`), so host time and GPU time added
+up instead of overlapping.
+
+`install()` (done when keras_transfer is imported) gives Keras' torch
+backend a `convert_to_tensor` that makes such a number on a non-CPU device
+with `torch.full((), x, dtype, device)`: the same value and dtype (Keras'
+own dtype rules, below), written by a kernel on the device, with no copy and
+no sync. Everything else, CPU tensors included, goes to Keras' own function
+unchanged; a value `torch.full` refuses (one that overflows its dtype) does
+too, so errors and results stay Keras'. `uninstall()` puts Keras' function
+back.
+"""
+
+import functools
+import sys
+
+import torch
+
+_SCALARS = (bool, int, float)
+_INT32_RANGE = (-(2**31), 2**31)
+_KERAS_PACKAGES = ("keras.src.backend.torch", "keras.src.backend")
+
+_original = None  # Keras' own convert_to_tensor while installed
+
+
+def scalar_dtype(x, dtype=None):
+    """The torch dtype Keras' torch backend gives the Python number `x`.
+
+    `dtype` when given; else bool for bools, int32 for ints in its range
+    (int64 beyond), and Keras' `floatx()` for floats.
+    """
+    from keras.src.backend.config import floatx
+    from keras.src.backend.torch.core import to_torch_dtype
+
+    if dtype is not None:
+        return to_torch_dtype(dtype)
+    if isinstance(x, bool):
+        return torch.bool
+    if isinstance(x, int):
+        return torch.int32 if _INT32_RANGE[0] <= x < _INT32_RANGE[1] else torch.int64
+    return to_torch_dtype(floatx())
+
+
+def scalar_tensor(x, dtype=None, device=None):
+    """A 0-d tensor holding the Python number `x`, made on `device` by a fill.
+
+    Same value and dtype as `torch.as_tensor(x, dtype=scalar_dtype(x, dtype),
+    device=device)`; raises what `torch.full` raises for a value its dtype
+    cannot hold.
+    """
+    return torch.full((), x, dtype=scalar_dtype(x, dtype), device=device)
+
+
+def _wrap(original):
+    from keras.src.backend.torch.core import get_device
+
+    @functools.wraps(original)
+    def convert_to_tensor(x, dtype=None, sparse=None, ragged=None):
+        if type(x) in _SCALARS and not sparse and not ragged:
+            device = get_device()
+            if not str(device).startswith("cpu"):
+                try:
+                    return scalar_tensor(x, dtype, device)
+                except (RuntimeError, TypeError, ValueError, OverflowError):
+                    pass  # Keras' own path decides (inf, its own error)
+        return original(x, dtype=dtype, sparse=sparse, ragged=ragged)
+
+    convert_to_tensor._keras_transfer_original = original
+    return convert_to_tensor
+
+
+def _modules():
+    """Keras' backend modules loaded so far (they bind the function by name)."""
+    return [
+        module
+        for name, module in list(sys.modules.items())
+        if module is not None and name.startswith(_KERAS_PACKAGES)
+    ]
+
+
+def installed():
+    """Whether Keras' torch backend currently uses the sync-free conversion."""
+    from keras.src.backend.torch import core
+
+    return hasattr(core.convert_to_tensor, "_keras_transfer_original")
+
+
+def install():
+    """Gives Keras' torch backend the sync-free number conversion (idempotent).
+
+    Rebinds `convert_to_tensor` in every loaded `keras.src.backend` module
+    that holds Keras' function; modules loaded later import the new binding
+    from `keras.src.backend.torch.core`. No-op off the torch backend.
+    """
+    global _original
+    import keras
+
+    if keras.config.backend() != "torch" or installed():
+        return
+    from keras.src.backend.torch import core
+
+    _original = core.convert_to_tensor
+    replacement = _wrap(_original)
+    for module in _modules():
+        if getattr(module, "convert_to_tensor", None) is _original:
+            module.convert_to_tensor = replacement
+
+
+def uninstall():
+    """Puts Keras' own `convert_to_tensor` back everywhere it was replaced."""
+    global _original
+    if _original is None:
+        return
+    for module in _modules():
+        if getattr(getattr(module, "convert_to_tensor", None), "_keras_transfer_original", None) is _original:
+            module.convert_to_tensor = _original
+    _original = None
