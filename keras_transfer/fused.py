@@ -60,9 +60,10 @@ device-name string checks) and keep each layer's dtype facts per dtype
 policy (`_dtypes`); torch hooks on a layer keep Keras' path.
 
 Optimizers: `fuse_optimizer` gives Keras' `Adam`/`AdamW` (and
-`kt.optimizers.LayerwiseAdamW`) torch's fused Adam kernel on the CPU, the
-same update in one pass over the weights instead of a dozen
-(`_fused_adam_step`); task models get it at `compile()`.
+`kt.optimizers.LayerwiseAdamW`) torch's fused Adam kernel, the same update
+in one pass over the weights instead of a dozen (`_fused_adam_step`; on an
+accelerator without reading anything back to the host); task models get it
+at `compile()`.
 """
 
 import collections
@@ -732,9 +733,9 @@ def _number(value):
 def _adam_kernel_applies(optimizer, grads, values):
     """Whether torch's fused Adam kernel computes Keras' Adam step for these.
 
-    On the CPU only: the kernel needs the step and the rate as host numbers,
-    which on an accelerator would cost a device synchronization per step
-    (and there Keras' `_foreach` step is a small share of a step anyway).
+    Weights and gradients of one floating dtype and matching shapes, on one
+    device; not while `torch.compile` traces. Off the CPU float32 weights
+    only (the rate goes to the kernel as a float32 tensor there).
     """
     if not values or torch.compiler.is_compiling():
         return False  # `jit_compile=True` traces Keras' own step
@@ -743,14 +744,14 @@ def _adam_kernel_applies(optimizer, grads, values):
             return False
     if isinstance(optimizer.epsilon, bool) or not isinstance(optimizer.epsilon, (int, float)):
         return False
-    dtype = values[0].dtype
-    if not dtype.is_floating_point:
+    dtype, device = values[0].dtype, values[0].device
+    if not dtype.is_floating_point or (device.type not in _HOST_NUMBER_DEVICES and dtype != torch.float32):
         return False
     for grad, value in zip(grads, values):
         if (
             not isinstance(grad, torch.Tensor)
-            or value.device.type != "cpu"
-            or grad.device != value.device
+            or value.device != device
+            or grad.device != device
             or value.dtype != dtype
             or grad.dtype != dtype
             or grad.layout != torch.strided
@@ -765,24 +766,39 @@ def _fused_adam_step(self, grads, variables, learning_rate):
 
     Keras computes `alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)` and
     `variable -= alpha * m / (sqrt(v) + epsilon)`; torch's kernel computes
-    `variable -= lr / (1 - beta_1^t) * m / (sqrt(v) / sqrt(1 - beta_2^t) + eps)`,
-    the same update when `eps = epsilon / sqrt(1 - beta_2^t)`. The moments
-    update as in Keras (AMSGrad's maximum too). Decoupled weight decay is
-    left to Keras' `_apply_weight_decay`, which runs before this step, as
-    always. One pass over each weight instead of about a dozen, and no
-    temporaries the size of the model.
+    `variable -= lr / (1 - beta_1^t) * m / (sqrt(v) / sqrt(1 - beta_2^t) + eps)`.
+    The moments update as in Keras (AMSGrad's maximum too). Decoupled weight
+    decay is left to Keras' `_apply_weight_decay`, which runs before this
+    step, as always. One pass over each weight instead of about a dozen, and
+    no temporaries the size of the model.
+
+    On the CPU the kernel gets host numbers: `lr` and `t` as they are, and
+    `eps = epsilon / sqrt(1 - beta_2^t)`, which makes the two forms equal.
+    On an accelerator, where reading `t` or the rate would stop the host
+    until the device catches up, it gets device tensors instead: a step
+    count so large that torch's bias corrections are exactly 1, and Keras'
+    `alpha` (computed on the device) as the rate, which is Keras' form
+    term for term.
     """
     values = [_value(variable) for variable in variables]
     if not _adam_kernel_applies(self, grads, values):
         return type(self)._parallel_update_step(self, grads, variables, learning_rate)
-    step = _number(self.iterations) + 1
-    correction = 1 - self.beta_2**step
     index = self._get_variable_index
     moments = [_value(self._momentums[index(variable)]) for variable in variables]
     velocities = [_value(self._velocities[index(variable)]) for variable in variables]
     maxima = [_value(self._velocity_hats[index(variable)]) for variable in variables] if self.amsgrad else []
     grads = [grad if grad.is_contiguous() else grad.contiguous() for grad in grads]
-    steps = [torch.tensor(step, dtype=torch.float32)] * len(values)  # read, never written
+    device = values[0].device
+    if device.type in _HOST_NUMBER_DEVICES:
+        step = _number(self.iterations) + 1
+        correction = 1 - self.beta_2**step
+        steps = torch.tensor(step, dtype=torch.float32)
+        rate = _number(learning_rate)
+        eps = float(self.epsilon) / math.sqrt(correction) if correction > 0 else math.inf
+    else:
+        steps = torch.full((), _UNBIASED_STEP, dtype=torch.float32, device=device)
+        rate = _device_adam_rate(self, learning_rate, device)
+        eps = float(self.epsilon)
     with torch.no_grad():
         torch._fused_adam_(
             values,
@@ -790,15 +806,36 @@ def _fused_adam_step(self, grads, variables, learning_rate):
             moments,
             velocities,
             maxima,
-            steps,
-            lr=_number(learning_rate),
+            [steps] * len(values),  # read, never written
+            lr=rate,
             beta1=float(self.beta_1),
             beta2=float(self.beta_2),
             weight_decay=0.0,
-            eps=float(self.epsilon) / math.sqrt(correction) if correction > 0 else math.inf,
+            eps=eps,
             amsgrad=bool(self.amsgrad),
             maximize=False,
         )
+
+
+# Devices where the fused step reads the step count and rate as host numbers.
+_HOST_NUMBER_DEVICES = ("cpu",)
+# beta ** this is 0 for every beta below 1 (in float32 and in float64), so
+# torch's bias corrections `1 - beta ** step` are exactly 1.
+_UNBIASED_STEP = 2.0**100
+
+
+def _device_adam_rate(optimizer, learning_rate, device):
+    """Keras' `alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)` on the device, float32."""
+    learning_rate = getattr(learning_rate, "value", learning_rate)
+    if isinstance(learning_rate, torch.Tensor):
+        rate = learning_rate.to(device=device, dtype=torch.float32)
+    else:
+        rate = torch.full((), float(learning_rate), dtype=torch.float32, device=device)
+    iterations = optimizer.iterations  # a variable, or a tensor under gradient accumulation
+    step = getattr(iterations, "value", iterations).to(device=device, dtype=torch.float32) + 1
+    beta_1_power = torch.pow(torch.full((), float(optimizer.beta_1), dtype=torch.float32, device=device), step)
+    beta_2_power = torch.pow(torch.full((), float(optimizer.beta_2), dtype=torch.float32, device=device), step)
+    return rate * torch.sqrt(1 - beta_2_power) / (1 - beta_1_power)
 
 
 def _is_fusable_optimizer(optimizer):
@@ -814,16 +851,17 @@ def _is_fusable_optimizer(optimizer):
 
 
 def fuse_optimizer(optimizer):
-    """Gives a Keras `Adam` or `AdamW` torch's fused Adam kernel on the CPU.
+    """Gives a Keras `Adam` or `AdamW` torch's fused Adam kernel.
 
     Keras' torch Adam step is a dozen `_foreach` passes over the weights,
     five of them into new tensors the size of the model: on a CPU, about
     160 ms per step for a 22M-parameter MiniLM, against 13 ms for torch's
-    fused kernel (the one HF's Trainer uses by default). The update is the
-    same (see `_fused_adam_step`), to float rounding; weight decay,
-    gradient clipping, gradient accumulation, EMA and loss scaling stay
-    Keras' own. Keras' step runs instead under `jit_compile=True`, on
-    accelerators and for weights or gradients the kernel does not take.
+    fused kernel (the one HF's Trainer uses by default); on a GPU the same
+    passes cost memory bandwidth. The update is the same (see
+    `_fused_adam_step`), to float rounding; weight decay, gradient
+    clipping, gradient accumulation, EMA and loss scaling stay Keras' own.
+    Keras' step runs instead under `jit_compile=True`, and for weights or
+    gradients the kernel does not take (off the CPU: other than float32).
     Task models get it at `compile()`; `unfuse_optimizer` takes it back.
 
     Args:

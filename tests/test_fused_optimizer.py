@@ -73,8 +73,16 @@ def train(optimizer, gradients, fuse):
     return variables
 
 
+@pytest.fixture(params=["host-numbers", "device-tensors"])
+def kernel_inputs(request, monkeypatch):
+    """Both ways of feeding the kernel; the accelerator one is forced on the CPU here."""
+    if request.param == "device-tensors":
+        monkeypatch.setattr(fused, "_HOST_NUMBER_DEVICES", ())
+    return request.param
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_fused_step_is_keras_own_step(name, kernel_calls):
+def test_fused_step_is_keras_own_step(name, kernel_calls, kernel_inputs):
     gradients = make_gradients(steps=6)
     keras_optimizer, fused_optimizer = OPTIMIZERS[name](), OPTIMIZERS[name]()
     if name == "adamw-schedule-excluded":
@@ -84,6 +92,8 @@ def test_fused_step_is_keras_own_step(name, kernel_calls):
     assert not kernel_calls
     actual = train(fused_optimizer, gradients, fuse=True)
     assert kernel_calls  # the kernel really ran ...
+    rates = {type(call["lr"]) for call in kernel_calls}
+    assert rates == ({torch.Tensor} if kernel_inputs == "device-tensors" else {float})
     # ... and made the same updates: to a few float32 rounding steps of the
     # weights (about 1), where each update is about the learning rate (1e-2).
     for want, got in zip(expected, actual):
