@@ -473,8 +473,33 @@ def _direct_encoder_call(
             training=training,
             return_attention_scores=return_attention_scores,
         )
+    if attention_mask is None and _all_ones_on_accelerator(padding_mask):
+        padding_mask = None  # every position attends: the same attention without a mask
     mask = merge_padding_and_attention_mask(inputs, padding_mask, attention_mask)
     return _direct_block(self, inputs, _direct_self_attention, mask, training)
+
+
+# Devices where an all-ones padding mask is dropped: on CUDA a mask rules out
+# the flash attention kernel; on a CPU the kernels take a mask at no cost.
+_MASK_DROP_DEVICES = ("cuda",)
+_last_mask_check = [None, None, None]  # the mask, its version, whether all ones
+
+
+def _all_ones_on_accelerator(padding_mask):
+    """Whether `padding_mask` (on a CUDA device) lets every position attend.
+
+    Reading that costs one device synchronization, so it is read once per
+    mask: a backbone passes the same mask tensor to each of its blocks. (HF
+    transformers drops an all-ones mask the same way, at the same cost.)
+    """
+    if not isinstance(padding_mask, torch.Tensor) or padding_mask.device.type not in _MASK_DROP_DEVICES:
+        return False
+    last = _last_mask_check
+    if last[0] is padding_mask and last[1] == padding_mask._version:
+        return last[2]
+    answer = bool(padding_mask.all())
+    last[:] = [padding_mask, padding_mask._version, answer]
+    return answer
 
 
 def _direct_block(block, x, attend, mask, training):

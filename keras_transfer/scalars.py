@@ -16,7 +16,9 @@ up instead of overlapping.
 backend a `convert_to_tensor` that makes such a number on a non-CPU device
 with `torch.full((), x, dtype, device)`: the same value and dtype (Keras'
 own dtype rules, below), written by a kernel on the device, with no copy and
-no sync. Everything else, CPU tensors included, goes to Keras' own function
+no sync. A short list of numbers (Keras' losses convert `ops.shape(values)`
+after every forward pass) goes through pinned memory with a non-blocking
+copy. Everything else, CPU tensors included, goes to Keras' own function
 unchanged; a value `torch.full` refuses (one that overflows its dtype) does
 too, so errors and results stay Keras'. `uninstall()` puts Keras' function
 back.
@@ -29,6 +31,7 @@ import torch
 
 _SCALARS = (bool, int, float)
 _INT32_RANGE = (-(2**31), 2**31)
+_SHORT_LIST = 16  # a shape, a few constants: longer lists take Keras' path
 _KERAS_PACKAGES = ("keras.src.backend.torch", "keras.src.backend")
 
 _original = None  # Keras' own convert_to_tensor while installed
@@ -62,16 +65,47 @@ def scalar_tensor(x, dtype=None, device=None):
     return torch.full((), x, dtype=scalar_dtype(x, dtype), device=device)
 
 
+def short_list_tensor(x, dtype=None, device=None):
+    """A 1-d tensor of a short flat list or tuple of Python numbers, on `device`.
+
+    Keras' dtype (`dtype`, else the `result_type` of the items' types) and
+    values (`torch.as_tensor`). To a CUDA device it goes through pinned
+    memory with a non-blocking copy, which orders the copy on the stream
+    without stopping the host (torch keeps the pinned block until the copy
+    is done); to any other device, a plain copy.
+    """
+    from keras.src.backend.common.dtypes import result_type
+    from keras.src.backend.torch.core import to_torch_dtype
+
+    if dtype is None:
+        dtype = result_type(*[type(item) for item in x])
+    host = torch.as_tensor(x, dtype=to_torch_dtype(dtype))
+    device = torch.device(device)
+    if device.type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
+
+
+def _is_short_number_list(x):
+    return (
+        type(x) in (list, tuple)
+        and 0 < len(x) <= _SHORT_LIST
+        and all(type(item) in _SCALARS for item in x)
+    )
+
+
 def _wrap(original):
     from keras.src.backend.torch.core import get_device
 
     @functools.wraps(original)
     def convert_to_tensor(x, dtype=None, sparse=None, ragged=None):
-        if type(x) in _SCALARS and not sparse and not ragged:
+        if not sparse and not ragged and (type(x) in _SCALARS or _is_short_number_list(x)):
             device = get_device()
             if not str(device).startswith("cpu"):
                 try:
-                    return scalar_tensor(x, dtype, device)
+                    if type(x) in _SCALARS:
+                        return scalar_tensor(x, dtype, device)
+                    return short_list_tensor(x, dtype, device)
                 except (RuntimeError, TypeError, ValueError, OverflowError):
                     pass  # Keras' own path decides (inf, its own error)
         return original(x, dtype=dtype, sparse=sparse, ragged=ragged)

@@ -140,6 +140,46 @@ def test_attention_with_dropout_takes_the_fused_kernel_when_dropout_does_nothing
     assert spy_rates == [0.1]  # the other block only
 
 
+def test_an_all_ones_padding_mask_on_an_accelerator_goes_unmasked_to_the_kernel(bert_preset, monkeypatch):
+    # On CUDA an attention mask rules out the flash kernel; an all-ones
+    # padding mask is dropped there (on a machine without one, the CPU
+    # stands in for CUDA here).
+    from keras.src.backend.torch.core import get_device
+
+    device = torch.device(get_device()).type
+    monkeypatch.setattr(fused, "_MASK_DROP_DEVICES", ())  # Keras' masked attention first
+    backbone, _ = kt.load_backbone(bert_preset, sequence_length=8)
+    ids = torch.randint(1, 20, (2, 8), generator=torch.Generator().manual_seed(0), dtype=torch.int32)
+    segments = torch.zeros((2, 8), dtype=torch.int32)
+    full = {"token_ids": ids, "segment_ids": segments, "padding_mask": torch.ones((2, 8), dtype=torch.int32)}
+    padded = dict(full, padding_mask=torch.tensor([[1] * 3 + [0] * 5, [1] * 8], dtype=torch.int32))
+    masked_full = _numpy(backbone(full, training=False)["sequence_output"])
+    masked_padded = _numpy(backbone(padded, training=False)["sequence_output"])
+
+    monkeypatch.setattr(fused, "_MASK_DROP_DEVICES", (device,))
+    reads = []
+    real_all = torch.Tensor.all
+    monkeypatch.setattr(torch.Tensor, "all", lambda self, *a, **k: reads.append(1) or real_all(self, *a, **k))
+    masks = _spy_on_sdpa(monkeypatch)
+    unmasked = _numpy(backbone(full, training=False)["sequence_output"])
+    assert masks == [None, None] and len(reads) == 1  # both blocks; one read of the shared mask
+    np.testing.assert_allclose(unmasked, masked_full, atol=1e-6 if device == "cpu" else 1e-4)
+
+    masks.clear()
+    again = _numpy(backbone(padded, training=False)["sequence_output"])
+    assert len(masks) == 2 and all(mask is not None for mask in masks)  # real padding keeps its mask
+    np.testing.assert_array_equal(again, masked_padded)
+
+    # The same tensor changed in place is read again.
+    mask = full["padding_mask"]
+    backbone(full, training=False)
+    reads.clear()
+    mask[0, -1] = 0
+    masks.clear()
+    backbone(full, training=False)
+    assert len(reads) == 1 and all(m is not None for m in masks)
+
+
 def test_causal_attention_with_left_padding_stays_finite(gpt2_preset, monkeypatch):
     backbone, preprocessor = kt.load_backbone(gpt2_preset, sequence_length=12)
     batch = preprocessor(["a", "the end of a long story"])

@@ -68,8 +68,9 @@ def train(optimizer, gradients, fuse):
     if fuse:
         assert fused.fuse_optimizer(optimizer)
     optimizer.build(variables)
+    device = variables[0].value.device  # Keras' default device: a GPU where there is one
     for step in gradients:
-        optimizer.apply([g.clone() for g in step], variables)
+        optimizer.apply([g.to(device, copy=True) for g in step], variables)
     return variables
 
 
@@ -92,17 +93,20 @@ def test_fused_step_is_keras_own_step(name, kernel_calls, kernel_inputs):
     assert not kernel_calls
     actual = train(fused_optimizer, gradients, fuse=True)
     assert kernel_calls  # the kernel really ran ...
-    rates = {type(call["lr"]) for call in kernel_calls}
-    assert rates == ({torch.Tensor} if kernel_inputs == "device-tensors" else {float})
+    on_device = kernel_inputs == "device-tensors" or actual[0].value.device.type != "cpu"
+    assert {type(call["lr"]) for call in kernel_calls} == ({torch.Tensor} if on_device else {float})
     # ... and made the same updates: to a few float32 rounding steps of the
     # weights (about 1), where each update is about the learning rate (1e-2).
     for want, got in zip(expected, actual):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=2e-6, err_msg=got.name)
     # The optimizer's own state (moments, step count) is Keras' too, to a few
     # rounding steps of its largest entry (a moment is a sum that may cancel).
+    # torch's CUDA kernel computes `1 - beta_2` in float32 (0.00099998713
+    # for 0.999), so there the second moments differ by 1.3e-5 relative.
+    rtol = 1e-6 if actual[0].value.device.type == "cpu" else 3e-5
     for want, got in zip(keras_optimizer.variables, fused_optimizer.variables):
         want, got = keras.ops.convert_to_numpy(want), keras.ops.convert_to_numpy(got)
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.abs(want).max())
 
 
 def test_layerwise_multiplier_zero_freezes_its_variables(kernel_calls):
@@ -134,7 +138,7 @@ def test_loss_scale_optimizer_fuses_its_inner_optimizer(kernel_calls):
     assert fused.fuse_optimizer(optimizer)
     variables = make_variables()
     optimizer.build(variables)
-    optimizer.apply(make_gradients(steps=1)[0], variables)
+    optimizer.apply([g.to(variables[0].value.device) for g in make_gradients(steps=1)[0]], variables)
     assert kernel_calls
     assert fused.unfuse_optimizer(optimizer)
     assert not fused.unfuse_optimizer(optimizer)

@@ -133,3 +133,26 @@ def test_uninstall_restores_keras_function_and_install_is_idempotent():
     assert nn.convert_to_tensor is core.convert_to_tensor
     assert core.convert_to_tensor._keras_transfer_original is original
     assert core.convert_to_tensor is not wrapper  # a fresh wrapper, one level deep
+
+
+@pytest.mark.parametrize(
+    "values, dtype",
+    [((2, 16), "int32"), ([1.5, -2.0, 3.0], None), ((3, 4), None), ([True, False], None), ([1, 2.5], None),
+     ([1.0, 2.0], "bfloat16"), ((7,), "float16")],
+)
+def test_short_number_lists_match_keras_conversion(values, dtype):
+    same_list = scalars.short_list_tensor(values, dtype, "cpu")
+    want = keras_original()(values, dtype=dtype)
+    assert same_list.dtype == want.dtype and torch.equal(same_list, want)
+
+
+def test_short_lists_off_the_cpu_skip_keras_path_and_long_or_mixed_ones_do_not(as_tensor_calls, monkeypatch):
+    with keras.device("meta"):
+        shape = keras.ops.convert_to_tensor((4, 16), dtype="int32")  # Keras' losses do this every step
+    assert (shape.device.type, shape.dtype, tuple(shape.shape)) == ("meta", torch.int32, (2,))
+    assert as_tensor_calls == [None]  # built on the host, then copied; Keras' path passes device="meta"
+    as_tensor_calls.clear()
+    with keras.device("meta"):
+        keras.ops.convert_to_tensor(list(range(100)))  # long: Keras' own
+        keras.ops.convert_to_tensor([1.0, np.float32(2.0)])  # not all Python numbers: Keras' own
+    assert as_tensor_calls == ["meta", "meta"]

@@ -1,0 +1,98 @@
+"""Task models read `trainable_weights` and `metrics` once per train/test step."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import LABELS, TEXTS
+
+import keras_transfer as kt
+
+
+@pytest.fixture
+def walks(monkeypatch):
+    """Counts the layer walks behind `trainable_weights` and `metrics`."""
+    counts = {"trainable_weights": 0, "metrics": 0}
+    for owner, name in ((keras.layers.Layer, "trainable_weights"), (keras.Model, "metrics")):
+        original = getattr(owner, name)
+
+        def counting(self, original=original, name=name):
+            counts[name] += 1
+            return original.fget(self)
+
+        monkeypatch.setattr(owner, name, property(counting))
+    return counts
+
+
+@pytest.fixture
+def model(bert_preset):
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16)
+    model.compile(learning_rate=1e-3)
+    return model
+
+
+def batch(model):
+    return model.preprocessor(TEXTS[:4]), np.array(LABELS[:4])
+
+
+def test_one_walk_of_each_per_step(model, walks):
+    x, y = batch(model)
+    model.train_on_batch(x, y)  # builds the optimizer and metrics
+    walks.update(trainable_weights=0, metrics=0)
+    with model._step_cache():
+        model.train_step((x, y))
+    assert walks == {"trainable_weights": 1, "metrics": 1}
+    assert "_kt_step_cache" not in model.__dict__
+
+
+def test_the_step_trains_the_same_weights_and_reports_the_same_logs(model):
+    x, y = batch(model)
+    model.train_on_batch(x, y)
+    expected = [w.path for w in keras.Model.trainable_weights.fget(model)]
+    with model._step_cache():
+        assert [w.path for w in model.trainable_weights] == expected
+        first = model.trainable_weights
+        first.clear()  # callers get their own list, as from Keras
+        assert [w.path for w in model.trainable_weights] == expected
+    logs = model.test_on_batch(x, y, return_dict=True)
+    assert set(logs) == {"loss", "accuracy"}
+
+
+def test_outside_a_step_changes_show_at_once(model):
+    x, y = batch(model)
+    model.train_on_batch(x, y)  # task models start with the backbone frozen
+    assert len(model.trainable_weights) == 2
+    kt.unfreeze(model)
+    unfrozen = len(model.trainable_weights)
+    assert unfrozen > 2
+    kt.freeze(model)
+    assert len(model.trainable_weights) == 2
+
+
+def test_the_cache_ends_with_a_failing_step(model):
+    with pytest.raises(ZeroDivisionError):
+        with model._step_cache():
+            assert model.trainable_weights
+            1 / 0
+    assert "_kt_step_cache" not in model.__dict__
+    kt.unfreeze(model)
+    assert len(model.trainable_weights) > 2  # read afresh
+
+
+def test_on_batch_calls_skip_the_layer_walk_once_all_layers_are_built(model, monkeypatch):
+    x, y = batch(model)
+    model.train_on_batch(x, y)
+    walked = []
+    flatten = keras.layers.Layer._flatten_layers
+
+    def counting(self, *args, **kwargs):
+        if self is model:
+            walked.append(kwargs)
+        return flatten(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.Layer, "_flatten_layers", counting)
+    monkeypatch.setattr(type(model), "_flatten_layers", counting, raising=False)
+    model._symbolic_build(data_batch=(x, y, None))
+    assert {} not in walked  # Keras' `all(layer.built for layer in self._flatten_layers())`
+    # A model compiled again gets its new metrics built as before.
+    model.compile(learning_rate=1e-3, metrics=["accuracy"])
+    assert model.test_on_batch(x, y, return_dict=True).keys() == {"loss", "accuracy"}
