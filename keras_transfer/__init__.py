@@ -47,9 +47,9 @@ from keras_transfer.tasks import (  # noqa: E402
     Translator,
 )
 from keras_transfer.xlnet import XLNetBackbone, XLNetTokenizer, convert_xlnet_checkpoint  # noqa: E402
-from keras_transfer import scalars as _scalars  # noqa: E402
+from keras_transfer import scalars  # noqa: E402
 
-_scalars.install()  # Python numbers to GPU tensors without a device sync (see scalars.py)
+scalars.install()  # Python numbers to GPU tensors without a device sync (see scalars.py)
 
 __version__ = "0.1.0"
 
@@ -85,6 +85,7 @@ __all__ = [
     "plot_history",
     "recipes",
     "restore_frozen_state",
+    "scalars",
     "schedules",
     "tagging",
     "unfreeze",

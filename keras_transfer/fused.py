@@ -26,7 +26,9 @@ too when the attention dropout is unseeded (KerasHub's is; on a CPU only in
 float32, where it is faster than Keras' path, not in bf16): Keras' unseeded
 dropout on torch is `torch.nn.functional.dropout` on the softmax output,
 which is what the kernel applies (on a CPU, the same masks from the same
-generator state).
+generator state). On a CUDA device an encoder block drops an all-ones
+padding mask (read once per mask tensor, `_all_ones_on_accelerator`), since
+any mask rules out the flash kernel there.
 
 Three more overrides remove overhead rather than arithmetic:
 
