@@ -607,6 +607,54 @@ def test_train_steps_rebuild_torch_parameters_only_when_the_variables_change(ber
     assert {id(p) for p in model.parameters()} == {id(v.value) for v in model.variables}
 
 
+def test_frozen_weights_keep_their_compute_dtype_cast_until_they_change():
+    from keras.src.backend import AutocastScope
+
+    frozen = keras.Variable(np.ones((2, 3), "float32"), name="frozen", trainable=False)
+    training = keras.Variable(np.ones((2, 3), "float32"), name="training")
+    with AutocastScope("bfloat16"):
+        first = fused._value(frozen)
+        assert first.dtype == torch.bfloat16 and fused._value(frozen) is first  # kept
+        assert fused._value(training) is not fused._value(training)  # trains: cast afresh
+        with AutocastScope("float16"):
+            assert fused._value(frozen).dtype == torch.float16  # another dtype: cast again
+    frozen.assign(np.full((2, 3), 3.0, "float32"))  # written in place (outside the scope, as
+    # Keras' assign inside an autocast scope writes into a temporary cast)
+    with AutocastScope("bfloat16"):
+        assert torch.equal(fused._value(frozen), torch.full((2, 3), 3.0, dtype=torch.bfloat16))
+        frozen._value = torch.full((2, 3), 5.0)  # replaced
+        assert torch.equal(fused._value(frozen), torch.full((2, 3), 5.0, dtype=torch.bfloat16))
+        with torch.inference_mode():
+            fused._value(frozen)
+        assert not fused._value(frozen).is_inference()  # nothing kept from inference mode
+        frozen.trainable = True  # unfrozen: the kept copy goes
+        assert fused._value(frozen).requires_grad and "_kt_frozen_cast" not in frozen.__dict__
+
+
+def test_a_frozen_mixed_precision_backbone_reuses_its_casts_and_follows_new_weights(bert_preset):
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16, dtype="mixed_bfloat16")
+    batch = model.preprocessor(["a good film", "bad"])
+    out, reference = _both(model, lambda: _numpy(model.predict_on_batch(batch)))
+    np.testing.assert_array_equal(out, reference)  # the same casts of the same weights
+    kernel = model.backbone.transformer_layers[0]._self_attention_layer._output_dense._kernel
+    assert "_kt_frozen_cast" in kernel.__dict__
+    kept = kernel._kt_frozen_cast[3]
+    model.predict_on_batch(batch)
+    assert kernel._kt_frozen_cast[3] is kept
+    # New weights (as `load_weights` or `set_weights` write them) show at once.
+    kernel.assign(_numpy(kernel) * 2.0)
+    changed = _numpy(model.predict_on_batch(batch))
+    fused.unfuse(model)
+    np.testing.assert_array_equal(changed, _numpy(model.predict_on_batch(batch)))
+    assert not np.array_equal(changed, out)
+    # Unfrozen, the backbone trains through fresh casts.
+    fused.fuse(model)
+    kt.unfreeze(model)
+    model.compile(learning_rate=1e-3)
+    model.fit(["a good film", "bad"] * 2, [1, 0] * 2, epochs=1, batch_size=4, verbose=0, cache_features=False)
+    assert "_kt_frozen_cast" not in kernel.__dict__
+
+
 def test_variable_reads_match_keras_value_property():
     from keras.src.backend import AutocastScope, StatelessScope
 
