@@ -96,3 +96,45 @@ def test_on_batch_calls_skip_the_layer_walk_once_all_layers_are_built(model, mon
     # A model compiled again gets its new metrics built as before.
     model.compile(learning_rate=1e-3, metrics=["accuracy"])
     assert model.test_on_batch(x, y, return_dict=True).keys() == {"loss", "accuracy"}
+
+
+def test_on_batch_calls_walk_the_metrics_once(model, walks):
+    x, y = batch(model)
+    model.train_on_batch(x, y)
+    walks.update(trainable_weights=0, metrics=0)
+    model.train_on_batch(x, y)
+    assert walks == {"trainable_weights": 1, "metrics": 1}
+    walks.update(metrics=0)
+    model.test_on_batch(x, y)
+    assert walks["metrics"] == 1
+
+
+def test_losses_are_cleared_before_each_outermost_call_as_keras_does(model):
+    x, y = batch(model)
+    model.train_on_batch(x, y)  # every layer built
+    inner = model.backbone.transformer_layers[-1]._feedforward_output_dense
+    inner.add_loss(keras.ops.convert_to_tensor(5.0))
+    model.get_layer("logits").add_loss(keras.ops.convert_to_tensor(1.0))
+    assert len(model.losses) == 2
+    model.predict_on_batch(x)
+    assert model.losses == [] and inner.losses == []
+    assert "_kt_loss_layers" in model.__dict__ and inner in model._kt_loss_layers
+
+
+def test_a_layer_with_its_own_loss_clearing_keeps_keras_recursion(model, monkeypatch):
+    from keras_transfer.tasks import base
+
+    calls = []
+    inner = model.backbone.transformer_layers[0]
+
+    class Custom(type(inner)):
+        def _clear_losses(self):
+            calls.append(self)
+            super()._clear_losses()
+
+    monkeypatch.setattr(inner, "__class__", Custom)
+    assert base._plain_loss_layers(model) == ()
+    x, y = batch(model)
+    model.train_on_batch(x, y)
+    model.predict_on_batch(x)
+    assert calls  # Keras' recursion reached the layer's own method
