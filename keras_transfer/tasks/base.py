@@ -134,7 +134,7 @@ class Task(distributed.DataParallel, keras.Model):
         or when a layer has its own `_clear_losses`, Keras' method runs.
         """
         layers = self.__dict__.get("_kt_loss_layers")
-        if layers is None and self.__dict__.get("_kt_layers_built"):
+        if layers is None and self._all_layers_built():
             layers = self.__dict__["_kt_loss_layers"] = _plain_loss_layers(self)
         if not layers or in_stateless_scope():
             return super()._clear_losses()
@@ -169,6 +169,12 @@ class Task(distributed.DataParallel, keras.Model):
     def metrics(self):
         return self._cached("metrics", lambda: keras.Model.metrics.fget(self))
 
+    def _all_layers_built(self):
+        """Whether every layer is built; once they all are, remembered (they stay built)."""
+        if not self.__dict__.get("_kt_layers_built"):
+            self.__dict__["_kt_layers_built"] = all(layer.built for layer in self._flatten_layers())
+        return self.__dict__["_kt_layers_built"]
+
     def _symbolic_build(self, iterator=None, data_batch=None):
         """Keras' check that model, metrics, loss and optimizer are built.
 
@@ -180,7 +186,7 @@ class Task(distributed.DataParallel, keras.Model):
         """
         if not self.__dict__.get("_kt_layers_built"):
             super()._symbolic_build(iterator=iterator, data_batch=data_batch)
-            self.__dict__["_kt_layers_built"] = all(layer.built for layer in self._flatten_layers())
+            self._all_layers_built()
             return
         unbuilt = (
             (self._compile_metrics is not None and not self._compile_metrics.built)
