@@ -527,6 +527,8 @@ def _all_ones_on_accelerator(padding_mask):
     """
     if not isinstance(padding_mask, torch.Tensor) or padding_mask.device.type not in _MASK_DROP_DEVICES:
         return False
+    if torch.compiler.is_compiling() or (padding_mask.is_cuda and torch.cuda.is_current_stream_capturing()):
+        return False  # a traced or captured step cannot branch on the mask's values
     last = _last_mask_check
     if last[0] is padding_mask and last[1] == padding_mask._version:
         return last[2]

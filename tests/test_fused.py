@@ -170,6 +170,17 @@ def test_an_all_ones_padding_mask_on_an_accelerator_goes_unmasked_to_the_kernel(
     assert len(masks) == 2 and all(mask is not None for mask in masks)  # real padding keeps its mask
     np.testing.assert_array_equal(again, masked_padded)
 
+    # A step being traced (jit_compile) keeps the mask: it cannot branch on its values.
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    masks.clear()
+    backbone(full, training=False)
+    assert len(masks) == 2 and all(m is not None for m in masks)
+    monkeypatch.undo()
+    monkeypatch.setattr(fused, "_MASK_DROP_DEVICES", (device,))
+    real_all = torch.Tensor.all
+    monkeypatch.setattr(torch.Tensor, "all", lambda self, *a, **k: reads.append(1) or real_all(self, *a, **k))
+    masks = _spy_on_sdpa(monkeypatch)
+
     # The same tensor changed in place is read again.
     mask = full["padding_mask"]
     backbone(full, training=False)
