@@ -584,6 +584,55 @@ def test_blocks_called_by_the_graph_resolve_training_as_keras_does(training_in_g
         assert np.abs(a - _numpy(fast(x, training=False))).max() > 1e-2
 
 
+def _leaf_model(training_in_graph):
+    """token ids -> Embedding -> Dropout(0.5) (its `training` maybe fixed in the
+    graph) -> LayerNormalization -> Dense -> Dropout -> Dense."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((6,), dtype="int32")
+    x = keras.layers.Embedding(20, 8)(inputs)
+    dropout = keras.layers.Dropout(0.5)
+    x = dropout(x, training=training_in_graph) if training_in_graph is not None else dropout(x)
+    x = keras.layers.LayerNormalization()(x)
+    x = keras.layers.Dropout(0.5)(keras.layers.Dense(16, activation="relu")(x))
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+@pytest.mark.parametrize("training_in_graph", [None, False])
+@pytest.mark.parametrize("training", [True, False])
+def test_plain_layers_called_by_the_graph_match_keras(training_in_graph, training, monkeypatch):
+    fast, reference = _leaf_model(training_in_graph), _leaf_model(training_in_graph)
+    fused.fuse(fast)
+    fused.unfuse(reference)
+    x = np.random.default_rng(0).integers(0, 20, size=(4, 6)).astype("int32")
+    torch.manual_seed(1)  # unseeded Keras dropout draws from torch's generator
+    b = _numpy(reference(x, training=training))
+    through_call = []
+    real_call = keras.layers.Layer.__call__
+
+    def counting(self, *args, **kwargs):
+        through_call.append(type(self).__name__)
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.Layer, "__call__", counting)
+    torch.manual_seed(1)
+    a = _numpy(fast(x, training=training))
+    assert through_call == ["Functional"]  # every layer inside ran without Layer.__call__
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    if training:  # the dropout really was on
+        assert np.abs(a - _numpy(fast(x, training=False))).max() > 1e-2
+
+
+def test_an_embedding_that_makes_a_mask_goes_through_layer_call(monkeypatch):
+    inputs = keras.Input((5,), dtype="int32")
+    embedded = keras.layers.Embedding(10, 4, mask_zero=True)(inputs)
+    model = keras.Model(inputs, keras.layers.LayerNormalization()(embedded))
+    fused.fuse(model)
+    out = model(np.array([[1, 2, 0, 0, 0]], "int32"))
+    assert fused._is_plain_leaf(model.layers[1]) is False
+    mask = keras.src.backend.get_keras_mask(out)
+    np.testing.assert_array_equal(_numpy(mask), [[True, True, False, False, False]])  # as Keras makes it
+
+
 def test_blocks_with_torch_hooks_go_through_layer_call(bert_preset):
     backbone, preprocessor = kt.load_backbone(bert_preset, sequence_length=16)
     batch = preprocessor(["a good film", "a bad awful film indeed"])

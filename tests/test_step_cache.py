@@ -118,7 +118,19 @@ def test_losses_are_cleared_before_each_outermost_call_as_keras_does(model):
     assert len(model.losses) == 2
     model.predict_on_batch(x)
     assert model.losses == [] and inner.losses == []
-    assert "_kt_loss_layers" in model.__dict__ and inner in model._kt_loss_layers
+    assert "_kt_loss_layers" in model.__dict__ and inner in model._kt_loss_layers.layers
+
+
+def test_a_model_that_has_run_saves_and_loads_its_weights(model, tmp_path):
+    x, y = batch(model)
+    model.train_on_batch(x, y)
+    model.predict_on_batch(x)  # the loss-clearing list exists now
+    path = tmp_path / "weights.weights.h5"
+    model.save_weights(path)
+    model.load_weights(path)
+    model.save(tmp_path / "model.keras")
+    np.testing.assert_allclose(
+        kt.load_model(tmp_path / "model.keras").predict_on_batch(x), model.predict_on_batch(x), atol=1e-6)
 
 
 def test_a_layer_with_its_own_loss_clearing_keeps_keras_recursion(model, monkeypatch):

@@ -16,6 +16,7 @@ backbone's preprocessor attached. It adds to `keras.Model`:
 
 import contextlib
 import os
+import types
 
 import keras
 import numpy as np
@@ -133,9 +134,12 @@ class Task(distributed.DataParallel, keras.Model):
         from a flat list of its layers, made once; inside a stateless scope,
         or when a layer has its own `_clear_losses`, Keras' method runs.
         """
-        layers = self.__dict__.get("_kt_loss_layers")
-        if layers is None and self._all_layers_built():
-            layers = self.__dict__["_kt_loss_layers"] = _plain_loss_layers(self)
+        held = self.__dict__.get("_kt_loss_layers")
+        if held is None and self._all_layers_built():
+            # Held in a plain object, not a list: Keras' saving walks list
+            # attributes for layers, and this one holds the model itself.
+            held = self.__dict__["_kt_loss_layers"] = types.SimpleNamespace(layers=_plain_loss_layers(self))
+        layers = held.layers if held is not None else ()
         if not layers or in_stateless_scope():
             return super()._clear_losses()
         for layer in layers:
