@@ -606,14 +606,7 @@ def test_plain_layers_called_by_the_graph_match_keras(training_in_graph, trainin
     x = np.random.default_rng(0).integers(0, 20, size=(4, 6)).astype("int32")
     torch.manual_seed(1)  # unseeded Keras dropout draws from torch's generator
     b = _numpy(reference(x, training=training))
-    through_call = []
-    real_call = keras.layers.Layer.__call__
-
-    def counting(self, *args, **kwargs):
-        through_call.append(type(self).__name__)
-        return real_call(self, *args, **kwargs)
-
-    monkeypatch.setattr(keras.layers.Layer, "__call__", counting)
+    through_call = _count_layer_calls(monkeypatch)
     torch.manual_seed(1)
     a = _numpy(fast(x, training=training))
     assert through_call == ["Functional"]  # every layer inside ran without Layer.__call__
