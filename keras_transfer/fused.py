@@ -775,7 +775,8 @@ def _block_node_call(layer, args, kwargs, injected):
     if training is None:
         training = context.get_value("training")
     context.set_value("training", training)
-    layer._called = True
+    if not layer._called:  # Keras sets it through its tracking __setattr__ (30 µs a call)
+        layer._called = True
     if layer._call_has_training_arg:
         kwargs["training"] = training
     return _in_scope(layer, layer.call, args[0], *args[1:], **kwargs)
