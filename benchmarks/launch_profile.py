@@ -19,7 +19,6 @@ stops the host from queuing ahead. This profiles single steps of
 import argparse
 import collections
 import os
-import sys
 import time
 import traceback
 import warnings
@@ -103,24 +102,25 @@ def sync_sites(torch, step):
         frames = [f for f in frames if any(p in f.filename for p in repo_parts)][-3:]
         sites[" <- ".join(f"{_short(f.filename)}:{f.lineno} {f.name}" for f in reversed(frames))] += 1
 
-    previous = warnings.showwarning
     torch.cuda.set_sync_debug_mode("warn")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # restores `showwarning` on exit
             warnings.simplefilter("always")
             warnings.showwarning = record
             step()
             common.sync_cuda()
     finally:
         torch.cuda.set_sync_debug_mode("default")
-        warnings.showwarning = previous
     return sites
 
 
 def _short(path):
-    for marker in ("site-packages/", "keras_transfer/", "benchmarks/"):
+    """A frame's file as `package/module.py` (site-packages) or `keras_transfer/...`."""
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1]
+    for marker in ("keras_transfer/", "benchmarks/"):
         if marker in path:
-            return path.split(marker, 1)[1] if marker == "site-packages/" else marker + path.split(marker, 1)[1]
+            return marker + path.split(marker, 1)[1]
     return os.path.basename(path)
 
 
@@ -139,8 +139,8 @@ def main():
     for model_name, (family, config) in args.model_table.items():
         kt_x, kt_y, hf_x, hf_y = gpu_throughput.make_inputs(
             torch, device, family, config, args.batch, args.length)
-        contenders = {"kt": lambda mode: gpu_throughput.kt_cases(model, mode, (kt_x, kt_y))}
         model = gpu_throughput.build_kt(family, config)
+        contenders = {"kt": lambda mode: gpu_throughput.kt_cases(model, mode, (kt_x, kt_y))}
         if not args.no_hf:
             common.hf_quiet()
             backbone, head = gpu_throughput.build_hf(torch, family, config, device)

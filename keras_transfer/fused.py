@@ -156,9 +156,10 @@ def _value(variable):
             target = _torch_dtype(scope.dtype)
             if value.dtype == target:
                 return value
-            if value.requires_grad or torch.is_inference_mode_enabled():
-                if value.requires_grad and "_kt_frozen_cast" in variable.__dict__:
-                    del variable._kt_frozen_cast  # trains now: let the kept copy go
+            if value.requires_grad:
+                variable.__dict__.pop("_kt_frozen_cast", None)  # trains now: let a kept copy go
+                return value.to(target)
+            if torch.is_inference_mode_enabled():
                 return value.to(target)
             return _frozen_cast(variable, value, target)
     return value
@@ -754,19 +755,17 @@ def _block_node_call(layer, args, kwargs, injected):
     mask, float tensors among the other arguments, torch hooks, a call from
     outside a model) returns None: Keras' own path.
     """
-    if not (_is_fused_block(layer) or _is_plain_leaf(layer)) or not _can_call_directly(layer):
+    leaf = _is_plain_leaf(layer)
+    if not (leaf or _is_fused_block(layer)) or not _can_call_directly(layer):
         return None
-    if layer.input_spec is not None and not _is_plain_leaf(layer):
+    if layer.input_spec is not None and not leaf:
         return None
     if not args or not isinstance(args[0], torch.Tensor) or _needs_layer_call(args[0]):
         return None
-    for name, value in [(None, value) for value in args[1:]] + list(kwargs.items()):
-        if value is None or isinstance(value, bool):
-            continue
-        if name == "training" or not isinstance(value, torch.Tensor) or value.is_floating_point():
-            return None
-        if get_keras_mask(value) is not None:
-            return None
+    if not isinstance(kwargs.get("training"), (bool, type(None))):
+        return None  # a tensor `training`: Keras' path
+    if not all(map(_is_mask_argument, args[1:])) or not all(map(_is_mask_argument, kwargs.values())):
+        return None
     context = global_state.get_global_attribute("current_call_ctx")
     if context is None or set(layer._call_context_args) != {"training"}:
         return None
@@ -780,6 +779,14 @@ def _block_node_call(layer, args, kwargs, injected):
     if layer._call_has_training_arg:
         kwargs["training"] = training
     return _in_scope(layer, layer.call, args[0], *args[1:], **kwargs)
+
+
+def _is_mask_argument(value):
+    """None, a bool, or an integer/bool tensor without a Keras mask: what
+    `Layer.__call__` would pass through unchanged."""
+    if value is None or isinstance(value, bool):
+        return True
+    return isinstance(value, torch.Tensor) and not value.is_floating_point() and get_keras_mask(value) is None
 
 
 # Layers whose `Layer.__call__` inside a graph reduces to what `_block_node_call`
@@ -932,8 +939,8 @@ def _device_adam_rate(optimizer, learning_rate, device):
         rate = torch.full((), float(learning_rate), dtype=torch.float32, device=device)
     iterations = optimizer.iterations  # a variable, or a tensor under gradient accumulation
     step = getattr(iterations, "value", iterations).to(device=device, dtype=torch.float32) + 1
-    beta_1_power = torch.pow(torch.full((), float(optimizer.beta_1), dtype=torch.float32, device=device), step)
-    beta_2_power = torch.pow(torch.full((), float(optimizer.beta_2), dtype=torch.float32, device=device), step)
+    beta_1_power = torch.pow(float(optimizer.beta_1), step)  # float32, on the step's device
+    beta_2_power = torch.pow(float(optimizer.beta_2), step)
     return rate * torch.sqrt(1 - beta_2_power) / (1 - beta_1_power)
 
 

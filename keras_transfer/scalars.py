@@ -27,12 +27,17 @@ back.
 import functools
 import sys
 
+import keras
 import torch
+from keras.src.backend.common.dtypes import result_type
+from keras.src.backend.config import floatx
+from keras.src.backend.torch import core
+from keras.src.backend.torch.core import get_device, to_torch_dtype
 
 _SCALARS = (bool, int, float)
 _INT32_RANGE = (-(2**31), 2**31)
 _SHORT_LIST = 16  # a shape, a few constants: longer lists take Keras' path
-_KERAS_PACKAGES = ("keras.src.backend.torch", "keras.src.backend")
+_KERAS_BACKEND = "keras.src.backend"  # the package whose modules bind the function
 
 _original = None  # Keras' own convert_to_tensor while installed
 
@@ -43,9 +48,6 @@ def scalar_dtype(x, dtype=None):
     `dtype` when given; else bool for bools, int32 for ints in its range
     (int64 beyond), and Keras' `floatx()` for floats.
     """
-    from keras.src.backend.config import floatx
-    from keras.src.backend.torch.core import to_torch_dtype
-
     if dtype is not None:
         return to_torch_dtype(dtype)
     if isinstance(x, bool):
@@ -74,9 +76,6 @@ def short_list_tensor(x, dtype=None, device=None):
     without stopping the host (torch keeps the pinned block until the copy
     is done); to any other device, a plain copy.
     """
-    from keras.src.backend.common.dtypes import result_type
-    from keras.src.backend.torch.core import to_torch_dtype
-
     if dtype is None:
         dtype = result_type(*[type(item) for item in x])
     host = torch.as_tensor(x, dtype=to_torch_dtype(dtype))
@@ -95,17 +94,14 @@ def _is_short_number_list(x):
 
 
 def _wrap(original):
-    from keras.src.backend.torch.core import get_device
-
     @functools.wraps(original)
     def convert_to_tensor(x, dtype=None, sparse=None, ragged=None):
-        if not sparse and not ragged and (type(x) in _SCALARS or _is_short_number_list(x)):
+        make = scalar_tensor if type(x) in _SCALARS else short_list_tensor if _is_short_number_list(x) else None
+        if make is not None and not sparse and not ragged:
             device = get_device()
             if not str(device).startswith("cpu"):
                 try:
-                    if type(x) in _SCALARS:
-                        return scalar_tensor(x, dtype, device)
-                    return short_list_tensor(x, dtype, device)
+                    return make(x, dtype, device)
                 except (RuntimeError, TypeError, ValueError, OverflowError):
                     pass  # Keras' own path decides (inf, its own error)
         return original(x, dtype=dtype, sparse=sparse, ragged=ragged)
@@ -119,14 +115,12 @@ def _modules():
     return [
         module
         for name, module in list(sys.modules.items())
-        if module is not None and name.startswith(_KERAS_PACKAGES)
+        if module is not None and name.startswith(_KERAS_BACKEND)
     ]
 
 
 def installed():
     """Whether Keras' torch backend currently uses the sync-free conversion."""
-    from keras.src.backend.torch import core
-
     return hasattr(core.convert_to_tensor, "_keras_transfer_original")
 
 
@@ -138,12 +132,8 @@ def install():
     from `keras.src.backend.torch.core`. No-op off the torch backend.
     """
     global _original
-    import keras
-
     if keras.config.backend() != "torch" or installed():
         return
-    from keras.src.backend.torch import core
-
     _original = core.convert_to_tensor
     replacement = _wrap(_original)
     for module in _modules():

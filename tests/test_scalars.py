@@ -146,7 +146,7 @@ def test_short_number_lists_match_keras_conversion(values, dtype):
     assert same_list.dtype == want.dtype and torch.equal(same_list, want)
 
 
-def test_short_lists_off_the_cpu_skip_keras_path_and_long_or_mixed_ones_do_not(as_tensor_calls, monkeypatch):
+def test_short_lists_off_the_cpu_skip_keras_path_and_long_or_mixed_ones_do_not(as_tensor_calls):
     with keras.device("meta"):
         shape = keras.ops.convert_to_tensor((4, 16), dtype="int32")  # Keras' losses do this every step
     assert (shape.device.type, shape.dtype, tuple(shape.shape)) == ("meta", torch.int32, (2,))

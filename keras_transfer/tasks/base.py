@@ -452,7 +452,7 @@ class Task(distributed.DataParallel, keras.Model):
             metrics = self.default_metrics()
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
         if fused.is_fused(self):
-            # Adam/AdamW: torch's fused kernel on the CPU, the same update.
+            # Adam/AdamW: torch's fused kernel, the same update.
             fused.fuse_optimizer(self.optimizer)
         self._compiled_with = {"loss": loss, "metrics": metrics}
         self._prepare_for_jit_compile()
