@@ -26,9 +26,12 @@ too when the attention dropout is unseeded (KerasHub's is; on a CPU only in
 float32, where it is faster than Keras' path, not in bf16): Keras' unseeded
 dropout on torch is `torch.nn.functional.dropout` on the softmax output,
 which is what the kernel applies (on a CPU, the same masks from the same
-generator state). On a CUDA device an encoder block drops an all-ones
-padding mask (read once per mask tensor, `_all_ones_on_accelerator`), since
-any mask rules out the flash kernel there.
+generator state). On a CUDA device or a CPU an encoder block drops an
+all-ones padding mask (read once per mask tensor, `_all_ones`), since any
+mask rules out the flash kernel on CUDA; and a decoder block whose only
+mask is then the causal one (GPT-2 without padding) asks the kernel for
+its own causal path (`is_causal=True`, flash on CUDA) instead of
+building and passing that mask.
 
 Three more overrides remove overhead rather than arithmetic:
 
@@ -509,24 +512,27 @@ def _direct_encoder_call(
             training=training,
             return_attention_scores=return_attention_scores,
         )
-    if attention_mask is None and _all_ones_on_accelerator(padding_mask):
+    if attention_mask is None and _all_ones(padding_mask):
         padding_mask = None  # every position attends: the same attention without a mask
     mask = merge_padding_and_attention_mask(inputs, padding_mask, attention_mask)
     return _direct_block(self, inputs, _direct_self_attention, mask, training)
 
 
 # Devices where an all-ones padding mask is dropped: on CUDA a mask rules out
-# the flash attention kernel; on a CPU the kernels take a mask at no cost.
-_MASK_DROP_DEVICES = ("cuda",)
+# the flash attention kernel, and on a CPU the kernel without one does less
+# work (1-5% of a MiniLM forward pass at 16 x 128 on this project's CPU);
+# elsewhere the read may cost more than it saves.
+_MASK_DROP_DEVICES = ("cpu", "cuda")
 _last_mask_check = [None, None, None]  # the mask, its version, whether all ones
 
 
-def _all_ones_on_accelerator(padding_mask):
-    """Whether `padding_mask` (on a CUDA device) lets every position attend.
+def _all_ones(padding_mask):
+    """Whether `padding_mask` (a tensor on a CPU or CUDA device) lets every position attend.
 
-    Reading that costs one device synchronization, so it is read once per
-    mask: a backbone passes the same mask tensor to each of its blocks. (HF
-    transformers drops an all-ones mask the same way, at the same cost.)
+    On an accelerator reading that costs one device synchronization, so it
+    is read once per mask: a backbone passes the same mask tensor to each
+    of its blocks. (HF transformers drops an all-ones mask the same way,
+    at the same cost.)
     """
     if not isinstance(padding_mask, torch.Tensor) or padding_mask.device.type not in _MASK_DROP_DEVICES:
         return False
@@ -609,6 +615,15 @@ def _direct_decoder_call(
             use_causal_mask=use_causal_mask,
             training=training,
         )
+    if (
+        use_causal_mask
+        and decoder_attention_mask is None
+        and (decoder_padding_mask is None or _all_ones(decoder_padding_mask))
+        and _takes_causal_flag(self._self_attention_layer)
+    ):
+        # Only the causal mask is left: the attention kernel's own causal
+        # path, as HF does (flash attention on a GPU), instead of a built mask.
+        return _direct_block(self, decoder_sequence, _direct_causal_self_attention, None, training)
     mask = self._compute_self_attention_mask(
         decoder_sequence=decoder_sequence,
         decoder_padding_mask=decoder_padding_mask,
@@ -631,7 +646,7 @@ def _direct_cached_self_attention(layer, x, attention_mask, training):
     return _in_scope(layer, _cached_self_attention, x, layer, attention_mask, training)
 
 
-def _cached_self_attention(x, layer, attention_mask, training):
+def _cached_self_attention(x, layer, attention_mask, training, use_causal_mask=False):
     query = _direct(layer._query_dense, x)
     key = _direct(layer._key_dense, x)
     value = _direct(layer._value_dense, x)
@@ -642,8 +657,32 @@ def _cached_self_attention(x, layer, attention_mask, training):
         attention_mask=attention_mask,
         return_attention_scores=False,
         training=training,
+        **({"use_causal_mask": True} if use_causal_mask else {}),
     )
     return _direct(layer._output_dense, output)
+
+
+def _takes_causal_flag(attention):
+    """Whether `attention` can be called directly with `use_causal_mask=True`
+    and no mask: its `_compute_attention` is this module's or Keras' own
+    (both build or apply the causal mask themselves; a subclass's may not)."""
+    return (
+        _can_call_directly(attention)
+        and (get_vllm_context is None or get_vllm_context() is None)
+        and (
+            _has_override(attention, "_compute_attention", _fused_compute_attention)
+            or (
+                "_compute_attention" not in attention.__dict__
+                and type(attention)._compute_attention is keras.layers.MultiHeadAttention._compute_attention
+            )
+        )
+    )
+
+
+def _direct_causal_self_attention(layer, x, attention_mask, training):
+    """`_direct_cached_self_attention` with only a causal mask (`attention_mask`
+    is None): the kernel applies it (`_takes_causal_flag` was checked)."""
+    return _in_scope(layer, _cached_self_attention, x, layer, None, training, True)
 
 
 def _is_plain_decoder(layer):

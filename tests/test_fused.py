@@ -140,10 +140,9 @@ def test_attention_with_dropout_takes_the_fused_kernel_when_dropout_does_nothing
     assert spy_rates == [0.1]  # the other block only
 
 
-def test_an_all_ones_padding_mask_on_an_accelerator_goes_unmasked_to_the_kernel(bert_preset, monkeypatch):
-    # On CUDA an attention mask rules out the flash kernel; an all-ones
-    # padding mask is dropped there (on a machine without one, the CPU
-    # stands in for CUDA here).
+def test_an_all_ones_padding_mask_goes_unmasked_to_the_kernel(bert_preset, monkeypatch):
+    # On CUDA an attention mask rules out the flash kernel, and on a CPU the
+    # kernel does less without one; an all-ones padding mask is dropped.
     from keras.src.backend.torch.core import get_device
 
     device = torch.device(get_device()).type
@@ -189,6 +188,54 @@ def test_an_all_ones_padding_mask_on_an_accelerator_goes_unmasked_to_the_kernel(
     masks.clear()
     backbone(full, training=False)
     assert len(reads) == 1 and all(m is not None for m in masks)
+
+
+def test_a_causal_mask_alone_takes_the_kernels_causal_path(gpt2_preset, monkeypatch):
+    # GPT-2 without padding: the only mask left is the causal one, and the
+    # kernel applies it itself (flash attention on CUDA) instead of a mask
+    # built from it. Padding keeps the built mask.
+    backbone, _ = kt.load_backbone(gpt2_preset, sequence_length=8)
+    ids = torch.randint(1, 40, (2, 8), generator=torch.Generator().manual_seed(0), dtype=torch.int32)
+    full = {"token_ids": ids, "padding_mask": torch.ones((2, 8), dtype=torch.int32)}
+    padded = dict(full, padding_mask=torch.tensor([[0] * 3 + [1] * 5, [1] * 8], dtype=torch.int32))
+    fused.unfuse(backbone)
+    keras_full = _numpy(backbone(full, training=False))
+    keras_padded = _numpy(backbone(padded, training=False))
+    fused.fuse(backbone)
+
+    masks = _spy_on_sdpa(monkeypatch)
+    causal = _spy_on_sdpa(monkeypatch, "is_causal")
+    np.testing.assert_allclose(_numpy(backbone(full, training=False)), keras_full, atol=1e-5)
+    assert masks == [None, None] and causal == [True, True]  # both blocks
+
+    masks.clear(), causal.clear()
+    out = _numpy(backbone(padded, training=False))
+    assert all(m is not None for m in masks) and causal == [False, False]
+    kept = _numpy(padded["padding_mask"])[..., None].astype(bool)
+    np.testing.assert_allclose(out * kept, keras_padded * kept, atol=1e-5)
+
+    # Training (dropout on): the kernel's causal path with the dropout rate.
+    rates = _spy_on_sdpa(monkeypatch, "dropout_p")
+    causal.clear()
+    backbone(full, training=True)
+    assert causal == [True, True] and rates == [0.1, 0.1]
+
+    # Keras' own `_compute_attention` (here its einsum path, since the layer
+    # has dropout) builds the causal mask from the same flag.
+    attentions = [block._self_attention_layer for block in backbone.transformer_layers]
+    for attention in attentions:
+        assert fused._remove_override(attention, "_compute_attention", fused._fused_compute_attention)
+    masks.clear()
+    np.testing.assert_allclose(_numpy(backbone(full, training=False)), keras_full, atol=1e-5)
+    assert not masks  # Keras' einsum path, not the kernel
+
+    # A subclass with its own `_compute_attention` may not know the flag: the built mask.
+    attention = attentions[0]
+    keras_own = keras.layers.MultiHeadAttention._compute_attention
+    subclass = type("OwnAttention", (type(attention),), {"_compute_attention": lambda *a, **k: keras_own(*a, **k)})
+    monkeypatch.setattr(attention, "__class__", subclass)
+    assert not fused._takes_causal_flag(attention)
+    assert fused._takes_causal_flag(attentions[1])
 
 
 def test_causal_attention_with_left_padding_stays_finite(gpt2_preset, monkeypatch):
