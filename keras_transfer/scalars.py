@@ -18,8 +18,10 @@ with `torch.full((), x, dtype, device)`: the same value and dtype (Keras'
 own dtype rules, below), written by a kernel on the device, with no copy and
 no sync. A short list of numbers (Keras' losses convert `ops.shape(values)`
 after every forward pass) goes through pinned memory with a non-blocking
-copy. Everything else, CPU tensors included, goes to Keras' own function
-unchanged; a value `torch.full` refuses (one that overflows its dtype) does
+copy. A tensor already on Keras' device is returned as it is (cast when
+a dtype asks for it) without the `x.to(device)` op Keras dispatches for
+each one, which returns the same tensor. Everything else goes to Keras'
+own function unchanged; a value `torch.full` refuses (one that overflows its dtype) does
 too, so errors and results stay Keras'. `uninstall()` puts Keras' function
 back.
 """
@@ -93,9 +95,41 @@ def _is_short_number_list(x):
     )
 
 
+_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)  # exactly these: subclasses take Keras' path
+_devices = {}  # Keras' device name -> torch.device
+
+
+def _on_keras_device(x):
+    """Whether the tensor `x` is on the device Keras' torch backend puts tensors on.
+
+    Keras compares `x.device` with its device *name* (a string, so never
+    equal) and calls `x.to(device)` on every conversion: an op dispatched
+    each time, which returns `x` itself when it is already there. A device
+    name without an index ("cuda") means the current device of that type.
+    """
+    name = get_device()
+    device = _devices.get(name)
+    if device is None:
+        device = _devices[name] = torch.device(name)
+    here = x.device
+    if here == device:
+        return True
+    return (
+        device.index is None
+        and device.type == here.type == "cuda"
+        and here.index == torch.cuda.current_device()
+    )
+
+
 def _wrap(original):
     @functools.wraps(original)
     def convert_to_tensor(x, dtype=None, sparse=None, ragged=None):
+        if type(x) in _TENSOR_TYPES and not sparse and not ragged and _on_keras_device(x):
+            # Keras' `x.to(device)`, `x.to(dtype)`: `x` itself unless the dtype changes
+            if dtype is None:
+                return x
+            target = to_torch_dtype(dtype)
+            return x if x.dtype == target else x.to(target)
         make = scalar_tensor if type(x) in _SCALARS else short_list_tensor if _is_short_number_list(x) else None
         if make is not None and not sparse and not ragged:
             device = get_device()

@@ -560,6 +560,46 @@ def test_functional_models_free_intermediate_outputs_after_their_last_use():
     assert model.get_layer("probe").alive == [True]  # Keras holds it to the end
 
 
+class _Scaled(keras.layers.Layer):
+    def call(self, x, mask=None, scale=1.0, offset=None):
+        y = x * scale
+        return y if mask is None else y * keras.ops.cast(mask, y.dtype)[..., None]
+
+
+def test_graph_argument_fillers_fill_in_what_keras_does(bert_preset):
+    # Every node of a backbone's graph and of one with constants, tensors and
+    # None among keyword arguments: the flat filler gives Keras' `fill_in`
+    # result; a node with a list argument has no filler (Keras' own).
+    inputs = keras.Input((4, 3))
+    mask = keras.Input((4,), dtype="int32")
+    scaled = _Scaled()(inputs, mask=mask, scale=2.0, offset=None)
+    merged = keras.layers.Add()([scaled, inputs])
+    graph = keras.Model([inputs, mask], _Scaled()(merged, scale=0.5))
+    backbone, _ = kt.load_backbone(bert_preset, sequence_length=8)
+    nodes = [
+        node
+        for model in (graph, backbone)
+        for nodes_at_depth in model._nodes_by_depth.values()
+        for node in nodes_at_depth
+        if node.operation and not node.is_input
+    ]
+    values = {}
+    for node in nodes:
+        for x in (*node.input_tensors, *node.outputs):
+            values.setdefault(id(x), object())  # a distinct stand-in per graph tensor
+    fillers = [fused._argument_filler(node.arguments) for node in nodes]
+    kinds = {type(node.operation).__name__: fill_in is not None for node, fill_in in zip(nodes, fillers)}
+    assert kinds["Add"] is False  # a list argument: Keras' own `fill_in`
+    assert kinds["_Scaled"] and kinds["TransformerEncoder"]
+    for node, fill_in in zip(nodes, fillers):
+        if fill_in is not None:
+            assert fill_in(values) == node.arguments.fill_in(values)
+    x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype("float32")
+    m = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], "int32")
+    out, reference = _both(graph, lambda: _numpy(graph([x, m])))
+    np.testing.assert_allclose(out, reference, atol=1e-6)
+
+
 def test_task_models_free_intermediate_outputs(bert_preset):
     model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16)
     assert fused.is_fused(model) and fused.is_fused(model.backbone)

@@ -92,6 +92,59 @@ def test_off_the_cpu_numbers_are_filled_on_the_device_not_copied(as_tensor_calls
     assert (flag.dtype, wide.dtype) == (torch.bool, torch.int64)
 
 
+@pytest.fixture
+def tensor_moves(monkeypatch):
+    """Records every `Tensor.to` call (Keras moves each converted tensor with one)."""
+    moves = []
+    real = torch.Tensor.to
+
+    def counting(self, *args, **kwargs):
+        moves.append(args)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", counting)
+    return moves
+
+
+def test_tensors_on_keras_device_come_back_as_they_are(tensor_moves):
+    x = torch.arange(3, dtype=torch.float32)
+    weight = torch.nn.Parameter(torch.ones(2))
+    assert keras_original()(x) is x and tensor_moves  # Keras: the same tensor, after a move op
+    tensor_moves.clear()
+    assert keras.ops.convert_to_tensor(x) is x
+    assert keras.ops.convert_to_tensor(x, dtype="float32") is x
+    assert keras.ops.convert_to_tensor(weight) is weight
+    assert tensor_moves == []
+    half = keras.ops.convert_to_tensor(x, dtype="float16")
+    assert tensor_moves == [(torch.float16,)]  # one cast, no move
+    reference = keras_original()(x, dtype="float16")
+    assert half.dtype == reference.dtype and torch.equal(half, reference)
+    with pytest.raises(ValueError):
+        keras.ops.convert_to_tensor(x, dtype="not_a_dtype")  # Keras' own error
+
+
+def test_tensors_elsewhere_or_of_subclasses_take_keras_path(tensor_moves):
+    x = torch.arange(3, dtype=torch.float32)
+    with keras.device("meta"):
+        moved = keras.ops.convert_to_tensor(x)
+    assert moved.device.type == "meta" and tensor_moves
+    tensor_moves.clear()
+
+    class Tagged(torch.Tensor):
+        pass
+
+    tagged = x.as_subclass(Tagged)
+    assert torch.equal(keras.ops.convert_to_tensor(tagged), x) and tensor_moves
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_tensor_on_the_current_device_comes_back_as_it_is(tensor_moves):
+    x = torch.ones(3, device="cuda")
+    with keras.device("cuda"):
+        assert keras.ops.convert_to_tensor(x) is x
+    assert tensor_moves == []
+
+
 def test_cpu_numbers_and_everything_else_take_keras_own_path(as_tensor_calls):
     assert float(keras.ops.convert_to_tensor(1.5)) == 1.5
     keras.ops.convert_to_tensor([1.0, 2.0])
