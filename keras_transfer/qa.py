@@ -254,7 +254,8 @@ class QABatches(keras.utils.PyDataset):
         windows: a list of `Window`s.
         batch_size: windows per batch. Defaults to `32`.
         shuffle: reshuffle the batches every epoch. Defaults to `False`.
-        seed: seed of the shuffling. Defaults to `None`.
+        seed: seed of the shuffling. Defaults to `None` (drawn from NumPy's
+            generator, so `keras.utils.set_random_seed` makes it repeatable).
     """
 
     def __init__(self, preprocessor, windows, batch_size=32, shuffle=False, seed=None, **kwargs):
@@ -269,7 +270,7 @@ class QABatches(keras.utils.PyDataset):
         self.windows = windows
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(np.random.randint(0, 2**31 - 1) if seed is None else seed)
         self.labelled = all(w.start_position >= 0 for w in windows)
         self.lengths = np.array([len(w.token_ids) for w in windows])
         self._batches = self._plan()

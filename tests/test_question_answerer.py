@@ -146,6 +146,24 @@ def test_gpt2_windows_use_its_own_packing(gpt2_preset):
     assert set(batch) == {"token_ids", "padding_mask", "span_mask"}  # no segment ids
 
 
+def test_shuffled_batches_follow_keras_random_seed(bert_preset):
+    # Without a seed of its own, the shuffle draws one from NumPy's generator,
+    # so `keras.utils.set_random_seed` makes training repeatable.
+    _, preprocessor = kt.load_backbone(bert_preset, sequence_length=16)
+    contexts = [f"the film number {i} was good and the plot was boring" for i in range(12)]
+    windows = qa.make_windows(preprocessor, ["plot ?"] * 12, contexts, stride=4, max_question_length=8)
+
+    def plan():
+        keras.utils.set_random_seed(3)
+        batches = qa.QABatches(preprocessor, windows, batch_size=2, shuffle=True)
+        batches.on_epoch_end()
+        return [list(rows) for rows in batches._batches]
+
+    first = plan()
+    assert plan() == first
+    assert first != [list(rows) for rows in qa.QABatches(preprocessor, windows, batch_size=2)._batches]
+
+
 # --- Decoding on hand-made logits -------------------------------------------
 
 
