@@ -702,6 +702,44 @@ def test_plain_layers_called_by_the_graph_match_keras(training_in_graph, trainin
         assert np.abs(a - _numpy(fast(x, training=False))).max() > 1e-2
 
 
+def _nested_model(training_in_graph):
+    """dict inputs -> a submodel (Embedding + Dense of the float input, summed by
+    an `Add`, Dropout(0.5); two outputs) -> an `Add` of its outputs under
+    mixed_bfloat16 (float32 inputs: cast) -> Dense; the submodel's `training`
+    maybe fixed in the graph."""
+    keras.utils.set_random_seed(5)
+    ids, extra = keras.Input((6,), dtype="int32", name="ids"), keras.Input((6, 4), name="extra")
+    embedded = keras.layers.Embedding(20, 8)(ids)
+    summed = keras.layers.Add()([embedded, keras.layers.Dense(8)(extra)])
+    dropped = keras.layers.Dropout(0.5)(summed)
+    inner = keras.Model({"ids": ids, "extra": extra}, {"dropped": dropped, "summed": summed})
+    outer_ids, outer_extra = keras.Input((6,), dtype="int32", name="ids"), keras.Input((6, 4), name="extra")
+    features = {"ids": outer_ids, "extra": outer_extra}
+    parts = inner(features, training=training_in_graph) if training_in_graph is not None else inner(features)
+    merged = keras.layers.Add(dtype="mixed_bfloat16")((parts["dropped"], parts["summed"]))
+    return keras.Model(features, keras.layers.Dense(3)(merged))
+
+
+@pytest.mark.parametrize("training_in_graph", [None, False])
+@pytest.mark.parametrize("training", [True, False])
+def test_submodels_and_merges_called_by_the_graph_match_keras(training_in_graph, training, monkeypatch):
+    fast, reference = _nested_model(training_in_graph), _nested_model(training_in_graph)
+    fused.fuse(fast)
+    fused.unfuse(reference)
+    rng = np.random.default_rng(0)
+    x = {"ids": rng.integers(0, 20, size=(4, 6)).astype("int32"), "extra": rng.normal(size=(4, 6, 4)).astype("float32")}
+    torch.manual_seed(1)
+    b = reference(x, training=training)
+    through_call = _count_layer_calls(monkeypatch)
+    torch.manual_seed(1)
+    a = fast(x, training=training)
+    assert through_call == ["Functional"]  # the outer model only: submodel and both `Add`s directly
+    assert a.dtype == b.dtype
+    np.testing.assert_allclose(_numpy(a), _numpy(b), atol=1e-6)
+    if training and training_in_graph is None:  # the submodel's dropout really was on
+        assert np.abs(_numpy(a) - _numpy(fast(x, training=False))).max() > 1e-2
+
+
 def test_an_embedding_that_makes_a_mask_goes_through_layer_call(monkeypatch):
     inputs = keras.Input((5,), dtype="int32")
     embedded = keras.layers.Embedding(10, 4, mask_zero=True)(inputs)
