@@ -1098,7 +1098,9 @@ def fuse_optimizer(optimizer):
     clipping, gradient accumulation, EMA and loss scaling stay Keras' own.
     Keras' step runs instead under `jit_compile=True`, and for weights or
     gradients the kernel does not take (off the CPU: other than float32).
-    Task models get it at `compile()`; `unfuse_optimizer` takes it back.
+    A learning-rate schedule is evaluated once per step instead of twice
+    (`_apply_with_one_rate`). Task models get it at `compile()`;
+    `unfuse_optimizer` takes it back.
 
     Args:
         optimizer: a Keras optimizer; a `LossScaleOptimizer` is looked
@@ -1113,6 +1115,8 @@ def fuse_optimizer(optimizer):
     if not _is_fusable_optimizer(optimizer):
         return False
     _override(optimizer, "_parallel_update_step", _fused_adam_step)
+    _override(optimizer, "apply", _apply_with_one_rate)
+    _override(optimizer, "_get_current_learning_rate", _current_learning_rate)
     return True
 
 
@@ -1121,7 +1125,43 @@ def unfuse_optimizer(optimizer):
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     if optimizer is None:
         return False
+    _remove_override(optimizer, "apply", _apply_with_one_rate)
+    _remove_override(optimizer, "_get_current_learning_rate", _current_learning_rate)
     return _remove_override(optimizer, "_parallel_update_step", _fused_adam_step)
+
+
+def _apply_with_one_rate(self, grads, trainable_variables=None):
+    """`Optimizer.apply`, evaluating a learning-rate schedule once.
+
+    Keras' `AdamW` asks for the rate twice per step, for its weight decay
+    and for the update; a schedule is a dozen small ops each time (kernel
+    launches on a GPU). Within one `apply` the step count and the schedule
+    are fixed, so the first answer is kept until `apply` returns
+    (`_current_learning_rate`); nothing is kept between steps, so a
+    schedule `fit` resizes, or a new step count, is always read afresh.
+    """
+    if torch.compiler.is_compiling():
+        return type(self).apply(self, grads, trainable_variables)
+    self.__dict__["_kt_rate"] = None
+    try:
+        return type(self).apply(self, grads, trainable_variables)
+    finally:
+        self.__dict__.pop("_kt_rate", None)
+
+
+def _current_learning_rate(self):
+    """`Optimizer._get_current_learning_rate`, kept during one `apply` while
+    the step count's tensor is unchanged (torch's version counter)."""
+    if "_kt_rate" not in self.__dict__ or torch.compiler.is_compiling():
+        return type(self)._get_current_learning_rate(self)
+    step = getattr(self._iterations, "_value", None)
+    kept = self.__dict__["_kt_rate"]
+    if kept is not None and isinstance(step, torch.Tensor) and kept[0] is step and kept[1] == step._version:
+        return kept[2]
+    rate = type(self)._get_current_learning_rate(self)
+    if isinstance(step, torch.Tensor):
+        self.__dict__["_kt_rate"] = (step, step._version, rate)
+    return rate
 
 
 _OVERRIDES = (

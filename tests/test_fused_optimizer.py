@@ -109,6 +109,42 @@ def test_fused_step_is_keras_own_step(name, kernel_calls, kernel_inputs):
         np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.abs(want).max())
 
 
+class CountingSchedule(WarmupLinearDecay):
+    calls = 0
+
+    def __call__(self, step):
+        CountingSchedule.calls += 1
+        return super().__call__(step)
+
+
+def test_a_schedule_is_evaluated_once_per_step_and_read_afresh_after_a_resize(kernel_calls):
+    # Keras' AdamW reads the rate twice per step (weight decay, update).
+    gradients = make_gradients(steps=4)
+    runs = {}
+    for fuse in (False, True):
+        schedule = CountingSchedule(1e-2, total_steps=8, warmup_steps=2)
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=0.05)
+        variables = make_variables()
+        if fuse:
+            assert fused.fuse_optimizer(optimizer)
+        optimizer.build(variables)
+        CountingSchedule.calls = 0
+        for step in gradients[:2]:
+            optimizer.apply([g.clone() for g in step], variables)
+        per_step = CountingSchedule.calls / 2
+        before = float(optimizer.learning_rate)  # read between steps: nothing kept
+        schedule.resize(total_steps=6, start_step=2)  # as a second `fit` does: warmup again
+        assert float(optimizer.learning_rate) != before
+        for step in gradients[2:]:
+            optimizer.apply([g.clone() for g in step], variables)
+        runs[fuse] = (per_step, [v.numpy() for v in variables])
+    assert runs[False][0] == 2 and runs[True][0] == 1
+    for want, got in zip(runs[False][1], runs[True][1]):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=2e-6)
+    fused.unfuse_optimizer(optimizer)
+    assert "apply" not in vars(optimizer) and "_get_current_learning_rate" not in vars(optimizer)
+
+
 def test_layerwise_multiplier_zero_freezes_its_variables(kernel_calls):
     variables = train(OPTIMIZERS["layerwise"](), make_gradients(steps=3), fuse=True)
     gamma = variables[list(SHAPES).index("gamma")]
