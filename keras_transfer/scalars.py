@@ -99,7 +99,7 @@ _TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)  # exactly these: subclasses 
 _devices = {}  # Keras' device name -> torch.device
 
 
-def _on_keras_device(x):
+def on_keras_device(x):
     """Whether the tensor `x` is on the device Keras' torch backend puts tensors on.
 
     Keras compares `x.device` with its device *name* (a string, so never
@@ -124,7 +124,7 @@ def _on_keras_device(x):
 def _wrap(original):
     @functools.wraps(original)
     def convert_to_tensor(x, dtype=None, sparse=None, ragged=None):
-        if type(x) in _TENSOR_TYPES and not sparse and not ragged and _on_keras_device(x):
+        if type(x) in _TENSOR_TYPES and not sparse and not ragged and on_keras_device(x):
             # Keras' `x.to(device)`, `x.to(dtype)`: `x` itself unless the dtype changes
             if dtype is None:
                 return x

@@ -12,6 +12,7 @@ import keras_hub
 import numpy as np
 import pytest
 import torch
+from keras.src.models.functional import Functional
 from family_models import FAMILY_CLASSES, make_backbone, make_tokenizer
 from helpers import TEXTS
 
@@ -598,6 +599,35 @@ def test_graph_argument_fillers_fill_in_what_keras_does(bert_preset):
     m = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], "int32")
     out, reference = _both(graph, lambda: _numpy(graph([x, m])))
     np.testing.assert_allclose(out, reference, atol=1e-6)
+
+
+def test_inputs_that_need_no_change_skip_keras_standardization(bert_preset, monkeypatch):
+    backbone, _ = kt.load_backbone(bert_preset, sequence_length=8)
+    assert fused._has_override(backbone, "_standardize_inputs", fused._standardize_inputs)
+    keras_own = lambda inputs: Functional._standardize_inputs(backbone, inputs)  # noqa: E731
+    ids = torch.randint(1, 20, (2, 8), dtype=torch.int32)
+    # Given in an order other than the model's (sorted) one.
+    exact = {"token_ids": ids, "segment_ids": torch.zeros_like(ids), "padding_mask": torch.ones_like(ids)}
+    checks = []
+    monkeypatch.setattr(Functional, "_maybe_warn_inputs_struct_mismatch", lambda *a, **k: checks.append(1))
+    flat = backbone._standardize_inputs(exact)
+    assert not checks  # Keras' path not taken
+    assert [id(x) for x in flat] == [id(x) for x in keras_own(exact)]  # the same tensors, same order
+    checks.clear()
+    others = [
+        dict(exact, token_ids=ids.long()),  # Keras casts to the input's int32
+        dict(exact, padding_mask=torch.ones(2, 8, 1, dtype=torch.int32)),  # Keras squeezes the rank
+        {k: v.numpy() for k, v in exact.items()},  # NumPy arrays
+        dict(exact, extra=ids),  # a name the model does not have
+    ]
+    for inputs in others:
+        checks.clear()
+        flat = backbone._standardize_inputs(inputs)
+        assert checks  # Keras' own path
+        for got, want in zip(flat, keras_own(inputs)):
+            assert got.dtype == want.dtype and torch.equal(got, want)
+    out = backbone(others[0])["sequence_output"]  # and the model runs on what Keras made of them
+    np.testing.assert_allclose(_numpy(out), _numpy(backbone(exact)["sequence_output"]), atol=1e-6)
 
 
 def test_task_models_free_intermediate_outputs(bert_preset):
