@@ -117,7 +117,7 @@ def test_losses_are_cleared_before_each_outermost_call_as_keras_does(model):
     model.get_layer("logits").add_loss(keras.ops.convert_to_tensor(1.0))
     assert len(model.losses) == 2
     model.predict_on_batch(x)
-    assert model.losses == [] and inner.losses == []
+    assert model.losses == [] and inner.losses == [] and not inner._loss_ids
     assert "_kt_loss_layers" in model.__dict__ and inner in model._kt_loss_layers.layers
 
 

@@ -143,8 +143,10 @@ class Task(distributed.DataParallel, keras.Model):
         if not layers or in_stateless_scope():
             return super()._clear_losses()
         for layer in layers:
-            layer._losses.clear()
-            layer._loss_ids.clear()
+            if layer._losses:  # Keras' tracked lists cost 0.3 µs a `clear()` even when empty
+                layer._losses.clear()
+            if layer._loss_ids:
+                layer._loss_ids.clear()
 
     @contextlib.contextmanager
     def _step_cache(self):
