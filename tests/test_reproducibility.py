@@ -54,6 +54,47 @@ def test_same_seed_same_run(bert_preset, freeze):
     assert c[2] != a[2]
 
 
+WORDS = [text.split() for text in TEXTS_20]
+TASKS = {
+    "pairs": (
+        lambda preset: kt.TextPairClassifier.from_preset(preset, num_classes=2, sequence_length=32, freeze=False),
+        lambda: (list(zip(TEXTS_20, TEXTS_20[::-1])), LABELS_20),
+    ),
+    "multi-label": (
+        lambda preset: kt.MultiLabelClassifier.from_preset(preset, label_names=["a", "b"], sequence_length=16, freeze=False),
+        lambda: (TEXTS_20, np.array([[label, 1 - label] for label in LABELS_20], "float32")),
+    ),
+    "regression": (
+        lambda preset: kt.TextRegressor.from_preset(preset, sequence_length=16, freeze=False),
+        lambda: (TEXTS_20, np.arange(len(TEXTS_20), dtype="float32")),
+    ),
+    "tagging": (
+        lambda preset: kt.TokenClassifier.from_preset(preset, tag_names=["O", "B-X"], sequence_length=16, freeze=False),
+        lambda: (WORDS, [["B-X" if len(w) > 3 else "O" for w in words] for words in WORDS]),
+    ),
+}
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_task_repeats_its_run_under_keras_random_seed(bert_preset, task):
+    # `keras.utils.set_random_seed` alone (no `seed=` to fit) fixes every
+    # task's run: its shuffles draw their seeds from NumPy's generator.
+    build, data = TASKS[task]
+
+    def run(seed):
+        keras.utils.set_random_seed(seed)
+        model = build(bert_preset)
+        history = model.fit(*data(), batch_size=4, epochs=2, verbose=0)
+        return history.history["loss"], [v.numpy().copy() for v in model.trainable_variables]
+
+    losses, weights = run(5)
+    again_losses, again_weights = run(5)
+    assert again_losses == losses
+    for a, b in zip(weights, again_weights):
+        np.testing.assert_array_equal(a, b)
+    assert run(6)[0] != losses  # and another seed changes the run
+
+
 def test_fit_seed_alone_fixes_the_data_order(bert_preset):
     """Without set_random_seed in between, `seed=` still fixes the batches."""
     a = _run(bert_preset, 3, fit_seed=11)
