@@ -856,15 +856,16 @@ def _block_node_call(layer, args, kwargs, injected):
     called from inside a model with one input tensor (and integer masks),
     and for an `Add`, `Pooling` or a functional submodel (a backbone in a
     task model: 0.2-0.4 ms of wrapper each) with a flat list or dict of
-    them (`_direct_first_argument`), what the wrapper does reduces to: resolve `training`
-    as Keras does (the functional model's own `training` when not None,
-    `injected`, else the node's, else the enclosing call context's), stash
-    it in the context for later layers, convert the input's dtype and open
-    the autocast scope (`_in_scope`), and pass `training` to a layer whose
-    `call` takes it. A plain layer's input spec was checked when the graph
-    was built (a block with one keeps Keras' path). Anything else (a Keras
-    mask, float tensors among the other arguments, torch hooks, a call from
-    outside a model) returns None: Keras' own path.
+    them (`_direct_first_argument`), what the wrapper does reduces to:
+    resolve `training` as Keras does (the functional model's own
+    `training` when not None, `injected`, else the node's, else the
+    enclosing call context's), stash it in the context for later layers,
+    convert the input's dtype and open the autocast scope (`_in_scope`),
+    and pass `training` to a layer whose `call` takes it. A plain layer's,
+    an `Add`'s or a submodel's input spec was checked when the graph was
+    built (a block with one keeps Keras' path). Anything else (a Keras
+    mask, float tensors among the other arguments, torch hooks, a call
+    from outside a model) returns None: Keras' own path.
     """
     leaf = _is_plain_leaf(layer)
     structured = leaf or _is_plain_merge(layer) or _is_fused_submodel(layer)
