@@ -714,24 +714,6 @@ def _leaf_model(training_in_graph):
     return keras.Model(inputs, keras.layers.Dense(3)(x))
 
 
-@pytest.mark.parametrize("training_in_graph", [None, False])
-@pytest.mark.parametrize("training", [True, False])
-def test_plain_layers_called_by_the_graph_match_keras(training_in_graph, training, monkeypatch):
-    fast, reference = _leaf_model(training_in_graph), _leaf_model(training_in_graph)
-    fused.fuse(fast)
-    fused.unfuse(reference)
-    x = np.random.default_rng(0).integers(0, 20, size=(4, 6)).astype("int32")
-    torch.manual_seed(1)  # unseeded Keras dropout draws from torch's generator
-    b = _numpy(reference(x, training=training))
-    through_call = _count_layer_calls(monkeypatch)
-    torch.manual_seed(1)
-    a = _numpy(fast(x, training=training))
-    assert through_call == ["Functional"]  # every layer inside ran without Layer.__call__
-    np.testing.assert_allclose(a, b, atol=1e-6)
-    if training:  # the dropout really was on
-        assert np.abs(a - _numpy(fast(x, training=False))).max() > 1e-2
-
-
 def _nested_model(training_in_graph):
     """dict inputs -> a submodel (Embedding + Dense of the float input, summed by
     an `Add`, Dropout(0.5); two outputs) -> an `Add` of its outputs under
@@ -750,23 +732,35 @@ def _nested_model(training_in_graph):
     return keras.Model(features, keras.layers.Dense(3)(merged))
 
 
+GRAPH_MODELS = {
+    # builder, inputs, whether the call's `training` reaches a dropout when the graph fixed one
+    "plain layers": (_leaf_model, lambda rng: rng.integers(0, 20, size=(4, 6)).astype("int32"), True),
+    "submodel and merges": (
+        _nested_model,
+        lambda rng: {"ids": rng.integers(0, 20, size=(4, 6)).astype("int32"), "extra": rng.normal(size=(4, 6, 4)).astype("float32")},
+        False,  # the submodel's dropout is the only one
+    ),
+}
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPH_MODELS))
 @pytest.mark.parametrize("training_in_graph", [None, False])
 @pytest.mark.parametrize("training", [True, False])
-def test_submodels_and_merges_called_by_the_graph_match_keras(training_in_graph, training, monkeypatch):
-    fast, reference = _nested_model(training_in_graph), _nested_model(training_in_graph)
+def test_layers_called_by_the_graph_match_keras(graph, training_in_graph, training, monkeypatch):
+    build, make_inputs, dropout_despite_fixed = GRAPH_MODELS[graph]
+    fast, reference = build(training_in_graph), build(training_in_graph)
     fused.fuse(fast)
     fused.unfuse(reference)
-    rng = np.random.default_rng(0)
-    x = {"ids": rng.integers(0, 20, size=(4, 6)).astype("int32"), "extra": rng.normal(size=(4, 6, 4)).astype("float32")}
-    torch.manual_seed(1)
+    x = make_inputs(np.random.default_rng(0))
+    torch.manual_seed(1)  # unseeded Keras dropout draws from torch's generator
     b = reference(x, training=training)
     through_call = _count_layer_calls(monkeypatch)
     torch.manual_seed(1)
     a = fast(x, training=training)
-    assert through_call == ["Functional"]  # the outer model only: submodel and both `Add`s directly
+    assert through_call == ["Functional"]  # the outer model only: every layer inside ran directly
     assert a.dtype == b.dtype
     np.testing.assert_allclose(_numpy(a), _numpy(b), atol=1e-6)
-    if training and training_in_graph is None:  # the submodel's dropout really was on
+    if training and (training_in_graph is None or dropout_despite_fixed):  # the dropout really was on
         assert np.abs(_numpy(a) - _numpy(fast(x, training=False))).max() > 1e-2
 
 
