@@ -743,9 +743,12 @@ def _argument_filler(arguments):
     args, kwargs = arguments.args, arguments.kwargs
     if any(isinstance(v, (list, tuple, dict)) for v in (*args, *kwargs.values())):
         return None
-    # (key, is a graph tensor, value): a graph tensor's id, or the constant itself
-    arg_slots = [(isinstance(v, KerasTensor), id(v) if isinstance(v, KerasTensor) else v) for v in args]
-    kwarg_slots = [(k, isinstance(v, KerasTensor), id(v) if isinstance(v, KerasTensor) else v) for k, v in kwargs.items()]
+
+    def slot(value):  # (is a graph tensor, its id in the tensor dict or the constant itself)
+        return (True, id(value)) if isinstance(value, KerasTensor) else (False, value)
+
+    arg_slots = [slot(v) for v in args]
+    kwarg_slots = [(key, *slot(v)) for key, v in kwargs.items()]
 
     def fill_in(tensor_dict):
         get = tensor_dict.get
