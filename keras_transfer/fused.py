@@ -651,9 +651,14 @@ def _is_plain_cached_attention(layer):
 
 def _direct_cached_self_attention(layer, x, attention_mask, training):
     """`CachedMultiHeadAttention.call` without a cache, its projections called directly."""
-    if not _can_call_directly(layer) or (get_vllm_context is not None and get_vllm_context() is not None):
+    if not _can_call_cached_attention_directly(layer):
         return layer(query=x, value=x, attention_mask=attention_mask, training=training)
     return _in_scope(layer, _cached_self_attention, x, layer, attention_mask, training)
+
+
+def _can_call_cached_attention_directly(layer):
+    """`_can_call_directly`, and no vLLM serving context (its cache is Keras' call's business)."""
+    return _can_call_directly(layer) and (get_vllm_context is None or get_vllm_context() is None)
 
 
 def _cached_self_attention(x, layer, attention_mask, training, use_causal_mask=False):
@@ -676,15 +681,11 @@ def _takes_causal_flag(attention):
     """Whether `attention` can be called directly with `use_causal_mask=True`
     and no mask: its `_compute_attention` is this module's or Keras' own
     (both build or apply the causal mask themselves; a subclass's may not)."""
-    return (
-        _can_call_directly(attention)
-        and (get_vllm_context is None or get_vllm_context() is None)
-        and (
-            _has_override(attention, "_compute_attention", _fused_compute_attention)
-            or (
-                "_compute_attention" not in attention.__dict__
-                and type(attention)._compute_attention is keras.layers.MultiHeadAttention._compute_attention
-            )
+    return _can_call_cached_attention_directly(attention) and (
+        _has_override(attention, "_compute_attention", _fused_compute_attention)
+        or (
+            "_compute_attention" not in attention.__dict__
+            and type(attention)._compute_attention is keras.layers.MultiHeadAttention._compute_attention
         )
     )
 
@@ -912,7 +913,7 @@ def _direct_first_argument(layer, x, structured):
         return None if _needs_layer_call(x) else x
     if not structured or not isinstance(x, (list, tuple, dict)):
         return None
-    values = list(x.values()) if isinstance(x, dict) else x
+    values = _flat_values(x)
     if not values or not all(isinstance(v, torch.Tensor) and not _needs_layer_call(v) for v in values):
         return None
     if not layer._convert_input_args:
@@ -929,6 +930,11 @@ def _direct_first_argument(layer, x, structured):
     return type(x)(convert(v) for v in x)
 
 
+def _flat_values(x):
+    """The values of a flat list, tuple or dict."""
+    return list(x.values()) if isinstance(x, dict) else list(x)
+
+
 def _is_mask_argument(value):
     """None, a bool, an integer/bool tensor without a Keras mask, or a flat
     structure of Nones (the `mask` a graph records for a submodel's inputs):
@@ -936,7 +942,7 @@ def _is_mask_argument(value):
     if value is None or isinstance(value, bool):
         return True
     if isinstance(value, (list, tuple, dict)):
-        return all(v is None for v in (value.values() if isinstance(value, dict) else value))
+        return all(v is None for v in _flat_values(value))
     return isinstance(value, torch.Tensor) and not value.is_floating_point() and get_keras_mask(value) is None
 
 
@@ -1187,15 +1193,14 @@ def _apply_with_one_rate(self, grads, trainable_variables=None):
 def _current_learning_rate(self):
     """`Optimizer._get_current_learning_rate`, kept during one `apply` while
     the step count's tensor is unchanged (torch's version counter)."""
-    if "_kt_rate" not in self.__dict__ or torch.compiler.is_compiling():
-        return type(self)._get_current_learning_rate(self)
     step = getattr(self._iterations, "_value", None)
+    if "_kt_rate" not in self.__dict__ or not isinstance(step, torch.Tensor) or torch.compiler.is_compiling():
+        return type(self)._get_current_learning_rate(self)
     kept = self.__dict__["_kt_rate"]
-    if kept is not None and isinstance(step, torch.Tensor) and kept[0] is step and kept[1] == step._version:
+    if kept is not None and kept[0] is step and kept[1] == step._version:
         return kept[2]
     rate = type(self)._get_current_learning_rate(self)
-    if isinstance(step, torch.Tensor):
-        self.__dict__["_kt_rate"] = (step, step._version, rate)
+    self.__dict__["_kt_rate"] = (step, step._version, rate)
     return rate
 
 

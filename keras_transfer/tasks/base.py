@@ -57,18 +57,10 @@ def _is_text_data(x):
 
 def _plain_loss_layers(model):
     """`model` and every layer under it, if none overrides `_clear_losses`; else ()."""
-    plain = keras.layers.Layer._clear_losses
-    layers, stack, seen = [], [model], set()
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if layer is not model and type(layer)._clear_losses is not plain:
-            return ()
-        layers.append(layer)
-        stack.extend(layer._layers)
-    return tuple(layers)
+    layers = model._flatten_layers(include_self=False)
+    if any(type(layer)._clear_losses is not keras.layers.Layer._clear_losses for layer in layers):
+        return ()
+    return (model, *layers)
 
 
 class Task(distributed.DataParallel, keras.Model):
