@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras.src.backend.common.stateless_scope import in_stateless_scope
 
-from keras_transfer import distributed, freezing, fused
+from keras_transfer import distributed, freezing, fused, layer_walk
 from keras_transfer import lora as lora_lib
 from keras_transfer.batching import TextBatches
 from keras_transfer import lr_finder
@@ -159,13 +159,79 @@ class Task(distributed.DataParallel, keras.Model):
             cache[name] = read()
         return list(cache[name])  # a fresh list each time, as Keras returns
 
+    def _layer_order(self):
+        """`layer_walk.order(self)`, once per step: every layer, in the
+        order of Keras' recursive properties (None: ask Keras)."""
+        cache = self.__dict__.get("_kt_step_cache")
+        if cache is None:
+            return layer_walk.order(self)
+        if "order" not in cache:
+            cache["order"] = layer_walk.order(self)
+        return cache["order"]
+
     @property
     def trainable_weights(self):
-        return self._cached("trainable_weights", lambda: keras.Model.trainable_weights.fget(self))
+        return self._cached("trainable_weights", self._read_trainable_weights)
+
+    def _read_trainable_weights(self):
+        layers = self._layer_order()
+        if layers is None:
+            return keras.Model.trainable_weights.fget(self)
+        return layer_walk.trainable_weights(layers)
 
     @property
     def metrics(self):
-        return self._cached("metrics", lambda: keras.Model.metrics.fget(self))
+        return self._cached("metrics", self._read_metrics)
+
+    def _read_metrics(self):
+        """`Trainer.metrics`: when no layer has metrics of its own, its
+        compiled ones and the model's, without the walk through every layer."""
+        layers = self._layer_order()
+        if layers is None or not layer_walk.layer_metrics_are_empty(layers):
+            return keras.Model.metrics.fget(self)
+        metrics = []
+        if self.compiled:  # as `Trainer.metrics` lists them
+            if self._loss_tracker is not None:
+                metrics.append(self._loss_tracker)
+            if self._compile_metrics is not None:
+                metrics.append(self._compile_metrics)
+            if self._compile_loss is not None:
+                metrics.extend(self._compile_loss.metrics)
+        metrics.extend(self._metrics)
+        return metrics
+
+    @property
+    def losses(self):
+        """Keras' `losses`: with no `add_loss` losses anywhere, the weight
+        regularization losses alone, without Keras' walk through every layer."""
+        layers = None if self._losses_override or in_stateless_scope() else self._layer_order()
+        if layers is None or not layer_walk.losses_are_empty(layers):
+            return keras.Model.losses.fget(self)
+        return self._get_regularization_losses()
+
+    def zero_grad(self, set_to_none=True):
+        """torch's `zero_grad`, without walking every submodule for its parameters.
+
+        Keras calls it in each train step; torch's walk through the
+        model's modules takes 0.3-0.7 ms for a BERT-base classifier. The
+        tensors that can hold a gradient are the trainable weights' (the
+        ones this step differentiates) and the ones in the model's own
+        parameter dict (every variable, as of the last `_track_variables`:
+        a weight that trained before a freeze). Models holding torch
+        modules of their own (`TorchModuleWrapper`), or a call with
+        `set_to_none=False`, take torch's walk.
+        """
+        tracked = self.__dict__.get("_kt_tracked_tensors")
+        layers = self._layer_order() if set_to_none and tracked is not None else None
+        if layers is None or any(isinstance(layer, keras.layers.TorchModuleWrapper) for layer in layers):
+            return super().zero_grad(set_to_none=set_to_none)
+        for variable in self.trainable_weights:
+            tensor = variable._value
+            if tensor is not None and tensor.grad is not None:
+                tensor.grad = None
+        for tensor in tracked:
+            if tensor is not None and tensor.grad is not None:
+                tensor.grad = None
 
     def _all_layers_built(self):
         """Whether every layer is built; once they all are, remembered (they stay built)."""
@@ -203,16 +269,22 @@ class Task(distributed.DataParallel, keras.Model):
         calls `_post_build`): 1.6 ms for a BERT-base-sized model, each step.
         The dict holds the variables' torch tensors, so the same tensors in
         the same order mean the same dict; LoRA adapters, new variables or
-        a replaced tensor rebuild it.
+        a replaced tensor rebuild it. The tensors come from one flat walk
+        (`layer_walk`) where it applies, else from Keras' `variables`.
         """
-        values = [variable._value for variable in self.variables]
-        key = tuple(map(id, values))
+        layers = self._layer_order()
+        if layers is None:
+            tensors = [variable._value for variable in self.variables]
+        else:
+            tensors = layer_walk.variable_tensors(layers)
+        key = tuple(map(id, tensors))
         if self.__dict__.get("_kt_tracked_variables") == key and "_torch_params" in self._modules:
             return
         super()._track_variables()
         # An uninitialized variable (no tensor yet) gets its dict rebuilt next time.
-        initialized = all(value is not None for value in values)
+        initialized = all(tensor is not None for tensor in tensors)
         object.__setattr__(self, "_kt_tracked_variables", key if initialized else None)
+        object.__setattr__(self, "_kt_tracked_tensors", tensors if initialized else None)
 
     @property
     def backbone(self):
@@ -797,6 +869,9 @@ class Task(distributed.DataParallel, keras.Model):
                 config[key] = keras.layers.deserialize(config[key])
         return cls(**config)
 
+
+# A task model nested in another model reports `Trainer.metrics` too.
+layer_walk.allow_metrics(Task.__dict__["metrics"])
 
 _HEAD_ONLY_CALLBACKS = (
     keras.callbacks.EarlyStopping,
