@@ -17,6 +17,12 @@ model); HF transformers eager. Medians and the median of per-round ratios.
 
     python benchmarks/host_overhead.py             # about 1 min
     python benchmarks/host_overhead.py --smoke     # seconds
+    python benchmarks/host_overhead.py --cuda-paths  # the paths a CUDA step takes
+
+On a CPU, keras_transfer keeps Keras' unfused attention for training with
+dropout in bf16 (torch's CPU kernel is slower there); on a GPU it takes the
+fused kernel. `--cuda-paths` makes the CPU run take the GPU's path, so the
+host work timed is the one a CUDA training step does.
 """
 
 import argparse
@@ -48,6 +54,10 @@ def parse_args():
     parser.add_argument("--warmup", type=int, default=WARMUP)
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--no-keras-kernels", action="store_true", help="skip the fused.unfuse contender")
+    parser.add_argument(
+        "--cuda-paths", action="store_true",
+        help="take the attention path a CUDA device takes (the fused kernel with dropout in bf16)",
+    )
     common.common_arguments(parser, threads=1)
     args = parser.parse_args()
     common.resolve_threads(args, 1)
@@ -66,6 +76,8 @@ def main():
     from keras_transfer import fused
 
     device = torch.device("cpu")
+    if args.cuda_paths:
+        fused._UNFUSED_HALF_DROPOUT_DEVICES = ()
     names = {
         "inference": "inference (forward only)",
         "frozen": "frozen backbone, head training step",
@@ -110,6 +122,9 @@ def main():
             f"{WIDTHS['num_heads']} heads) at hidden {WIDTHS['hidden_dim']}, intermediate "
             f"{WIDTHS['intermediate_dim']}, random weights; batch {BATCH} x {LENGTH}; torch threads {threads}",
             "precision: Keras mixed_bfloat16 policy, HF torch.autocast(bfloat16), as benchmarks/gpu_throughput.py",
+            "attention in training: "
+            + ("the fused kernel with dropout, as on CUDA (--cuda-paths)" if args.cuda_paths
+               else "Keras' unfused path in bf16, as on a CPU (--cuda-paths for CUDA's)"),
             "steps: gpu_throughput.kt_cases / hf_cases (train_on_batch / predict_on_batch; HF eager loop, "
             "fused AdamW)",
             f"median of {args.steps} timed steps after {args.warmup} warm-up, contenders alternating; "

@@ -50,7 +50,10 @@ Three more overrides remove overhead rather than arithmetic:
   takes Keras' own path whenever something that wrapper handles is in play:
   Keras masks on the inputs, attention scores requested,
   rematerialization, quantization, activity regularizers, a distribution,
-  an unbuilt sub-layer;
+  an unbuilt sub-layer. When all its sub-layers are plain fused ones with
+  the block's dtype policy (the usual case), the block runs as one flat
+  sequence of the same torch calls, its checks asked once per block
+  instead of per sub-layer (`_flat_block`);
 - every functional model (KerasHub backbones, task models) frees each
   intermediate output after the last node that reads it, instead of
   holding all of them until the graph has run. Fewer live activations
@@ -157,18 +160,22 @@ def _value(variable):
         return variable.value
     if variable._autocast:
         scope = backend.get_autocast_scope()
-        if scope is not None and scope.dtype is not None and value.is_floating_point():
-            # `scope.maybe_cast(value)`: a float tensor to the scope's dtype
-            target = _torch_dtype(scope.dtype)
-            if value.dtype == target:
-                return value
-            if value.requires_grad:
-                variable.__dict__.pop("_kt_frozen_cast", None)  # trains now: let a kept copy go
-                return value.to(target)
-            if torch.is_inference_mode_enabled():
-                return value.to(target)
-            return _frozen_cast(variable, value, target)
+        if scope is not None and scope.dtype is not None:
+            return _autocast_value(variable, value, _torch_dtype(scope.dtype))
     return value
+
+
+def _autocast_value(variable, value, target):
+    """`scope.maybe_cast(value)` for a scope of dtype `target`: a float
+    tensor cast to it (a frozen weight's cast kept, `_frozen_cast`)."""
+    if value.dtype == target or not value.is_floating_point():
+        return value
+    if value.requires_grad:
+        variable.__dict__.pop("_kt_frozen_cast", None)  # trains now: let a kept copy go
+        return value.to(target)
+    if torch.is_inference_mode_enabled():
+        return value.to(target)
+    return _frozen_cast(variable, value, target)
 
 
 def _frozen_cast(variable, value, target):
@@ -235,18 +242,26 @@ def _fused_call(self, inputs, training=None):
         bias = _as_tensor(bias)
         if bias.dtype != kernel.dtype:
             return type(self).call(self, inputs, training=training)
-    if contracted == 1 and produced == 1:  # Dense: no reshapes
-        y = _linear(x, kernel.t(), bias)
-    else:
-        batch_shape = x_shape[: x.ndim - contracted]
-        weight = kernel.reshape(math.prod(kernel_shape[:contracted]), -1).t()
-        if contracted > 1:
-            x = x.reshape(batch_shape + (weight.shape[1],))
-        y = _linear(x, weight, None if bias is None else bias.reshape(-1))
-        if produced > 1:
-            y = y.reshape(batch_shape + kernel_shape[contracted:])
+    y = _project(x, kernel, bias, contracted, produced)
     if self.activation is not None:
         y = self.activation(y)
+    return y
+
+
+def _project(x, kernel, bias, contracted, produced):
+    """A `Dense` or plain-projection `EinsumDense` (`_plan`'s `contracted`,
+    `produced`) as one `linear`: the kernel's contracted axes flattened
+    into its input dimension, its produced axes into its output one."""
+    if contracted == 1 and produced == 1:  # Dense: no reshapes
+        return _linear(x, kernel.t(), bias)
+    kernel_shape = kernel.shape
+    batch_shape = x.shape[: x.ndim - contracted]
+    weight = kernel.reshape(math.prod(kernel_shape[:contracted]), -1).t()
+    if contracted > 1:
+        x = x.reshape(batch_shape + (weight.shape[1],))
+    y = _linear(x, weight, None if bias is None else bias.reshape(-1))
+    if produced > 1:
+        y = y.reshape(batch_shape + kernel_shape[contracted:])
     return y
 
 
@@ -278,9 +293,7 @@ def _fused_compute_attention(
     dropout_rate = 0.0
     if bool(training) and self._dropout > 0.0:
         dropout_rate = _unseeded_dropout_rate(self)
-        if query.device.type == "cpu" and query.dtype != torch.float32:
-            # torch's CPU kernel with dropout runs its unfused math path, in
-            # half precision 8% slower per MiniLM step than Keras' own.
+        if query.device.type in _UNFUSED_HALF_DROPOUT_DEVICES and query.dtype != torch.float32:
             dropout_rate = None
     if (
         dropout_rate is None
@@ -326,6 +339,13 @@ def _fused_compute_attention(
     return output.transpose(1, 2), None
 
 
+# Where attention with dropout in half precision keeps Keras' path: torch's
+# CPU kernel with dropout runs its unfused math path, in half precision 8%
+# slower per MiniLM step than Keras' own. (`benchmarks/host_overhead.py
+# --cuda-paths` empties it to time a CUDA step's host work on a CPU.)
+_UNFUSED_HALF_DROPOUT_DEVICES = ("cpu",)
+
+
 def _unseeded_dropout_rate(attention):
     """The attention dropout rate if the fused kernel can apply it, else None.
 
@@ -359,14 +379,23 @@ def _fused_layer_norm_call(self, inputs):
         or axes != list(range(x.ndim - len(axes), x.ndim))
     ):
         return type(self).call(self, inputs)
+    gamma = None if self.gamma is None else _as_tensor(self.gamma)
+    beta = None if self.beta is None else _as_tensor(self.beta)
+    return _layer_norm(self, x, gamma, beta, axes[0], _dtypes(self).compute_torch)
+
+
+def _layer_norm(layer, x, gamma, beta, first_axis, compute_dtype):
+    """The arithmetic of `_fused_layer_norm_call` over `x`'s axes from
+    `first_axis` on, with the weights' tensors as read in the layer's scope."""
     original = x.dtype
     compute = torch.promote_types(original, torch.float32)
-    gamma = None if self.gamma is None else _cast(_as_tensor(self.gamma), compute)
-    beta = None if self.beta is None else _cast(_as_tensor(self.beta), compute)
-    epsilon = keras.config.epsilon() if self.epsilon is None else self.epsilon
-    shape = x.shape[axes[0] :]
-    y = torch.nn.functional.layer_norm(_cast(x, compute), shape, gamma, beta, epsilon)
-    return _cast(_cast(y, original), _dtypes(self).compute_torch)
+    if gamma is not None:
+        gamma = _cast(gamma, compute)
+    if beta is not None:
+        beta = _cast(beta, compute)
+    epsilon = keras.config.epsilon() if layer.epsilon is None else layer.epsilon
+    y = torch.nn.functional.layer_norm(_cast(x, compute), x.shape[first_axis:], gamma, beta, epsilon)
+    return _cast(_cast(y, original), compute_dtype)
 
 
 def _cast(x, dtype):
@@ -559,6 +588,9 @@ def _all_ones(padding_mask):
 def _direct_block(block, x, attend, mask, training):
     """The body both KerasHub blocks share: attention, then feedforward,
     each with dropout, a residual and a layer norm (before or after)."""
+    y = _flat_block(block, x, attend, mask, training)
+    if y is not None:
+        return y
     residual = x
     if block.normalize_first:
         x = _direct(block._self_attention_layer_norm, x)
@@ -578,6 +610,175 @@ def _direct_block(block, x, attend, mask, training):
     if not block.normalize_first:
         x = _direct(block._feedforward_layer_norm, x)
     return x
+
+
+def _flat_block(block, x, attend, mask, training):
+    """`_direct_block` as one flat sequence of torch calls, or None.
+
+    When every sub-layer is a plain fused one sharing the block's dtype
+    policy (`_flat_block_layers`), each sub-layer call of `_direct_block`
+    reduces to the same arithmetic on weights read in the block's autocast
+    scope; what it still asked per sub-layer (hooks, scope, dtypes, the
+    fused call's own checks: 0.1 ms of a 0.7 ms BERT-layout block here) is
+    asked once for the block. The torch calls and their order are the
+    ones `_direct_block` makes, so the results are identical.
+    """
+    layers = _flat_block_layers(block, attend)
+    if layers is None or x.ndim != 3:
+        return None
+    attention, query_dense, key_dense, value_dense, output_dense = layers[:5]
+    norm1, norm2, dropout1, dropout2, intermediate, output = layers[5:]
+    scope = backend.get_autocast_scope()
+    policy = block._dtype_policy
+    if scope is None:
+        if policy.compute_dtype != policy.variable_dtype:
+            return None
+        target = None
+    elif scope.dtype != policy.compute_dtype:
+        return None
+    else:
+        target = _torch_dtype(scope.dtype)
+    if x.dtype != _dtypes(block).compute_torch:
+        return None
+
+    def read(variable, autocast=True):
+        value = variable._value
+        if target is None or not autocast or not variable._autocast:
+            return value
+        return _autocast_value(variable, value, target)
+
+    def weights(layer):
+        return read(layer._kernel), None if layer.bias is None else read(layer.bias)
+
+    projections = [weights(layer) for layer in (query_dense, key_dense, value_dense, output_dense, intermediate, output)]
+    if any(kernel.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype) for kernel, bias in projections):
+        return None
+    if x.shape[-1] != projections[0][0].shape[0]:
+        return None
+    norms = [
+        (None if n.gamma is None else read(n.gamma, n.autocast), None if n.beta is None else read(n.beta, n.autocast))
+        for n in (norm1, norm2)
+    ]
+    compute = _dtypes(block).compute_torch
+
+    def project(layer, h, index):
+        kernel, bias = projections[index]
+        y = _project(h, kernel, bias, *layer.__dict__[_FUSED])
+        return y if layer.activation is None else layer.activation(y)
+
+    def normalize(h, index):
+        return _layer_norm((norm1, norm2)[index], h, *norms[index], h.ndim - 1, compute)
+
+    def drop(layer, h):
+        if not training or layer.rate == 0:
+            return h
+        return torch.nn.functional.dropout(h, layer.rate, training=True)
+
+    causal = attend is _direct_causal_self_attention
+    if attend is _direct_self_attention and mask is not None:
+        mask = keras.ops.cast(mask, "bool")  # `_compute_attention_mask`, no Keras masks involved
+    residual = x
+    if block.normalize_first:
+        x = normalize(x, 0)
+    query, key, value = (project(layer, x, i) for i, layer in enumerate((query_dense, key_dense, value_dense)))
+    h, _ = _fused_compute_attention(
+        attention, query, key, value, mask, training, False, **({"use_causal_mask": True} if causal else {})
+    )
+    h = drop(dropout1, project(output_dense, h, 3))
+    x = h + residual
+    if not block.normalize_first:
+        x = normalize(x, 0)
+    residual = x
+    if block.normalize_first:
+        x = normalize(x, 1)
+    h = project(output, project(intermediate, x, 4), 5)
+    x = drop(dropout2, h) + residual
+    if not block.normalize_first:
+        x = normalize(x, 1)
+    return x
+
+
+def _flat_block_layers(block, attend):
+    """The sub-layers `_flat_block` calls, or None where one of them needs
+    its own path: each built, without hooks, rematerialization or an
+    activity regularizer, with the block's (unquantized) dtype policy, and
+    fused as `fuse` leaves it (projections without LoRA, layer norms over
+    the last axis, unseeded dropout, attention with the fused kernel)."""
+    module = torch.nn.modules.module
+    policy = block._dtype_policy
+    if (
+        module._global_forward_hooks
+        or module._global_forward_pre_hooks
+        or module._global_backward_hooks
+        or module._global_backward_pre_hooks
+        or not isinstance(policy, keras.DTypePolicy)
+        or isinstance(policy, keras.dtype_policies.DTypePolicyMap)
+        or policy.quantization_mode
+        or in_stateless_scope()
+    ):
+        return None
+    attention = block._self_attention_layer
+    if attend is _direct_self_attention:
+        if (
+            type(attention).call is not keras.layers.MultiHeadAttention.call
+            or getattr(attention, "_use_gate", False)
+            or getattr(attention, "_sliding_window", None) is not None
+        ):
+            return None
+    elif attend not in (_direct_cached_self_attention, _direct_causal_self_attention) or (
+        get_vllm_context is not None and get_vllm_context() is not None
+    ):
+        return None
+    if not _has_override(attention, "_compute_attention", _fused_compute_attention):
+        return None
+    layers = (
+        attention,
+        attention._query_dense,
+        attention._key_dense,
+        attention._value_dense,
+        attention._output_dense,
+        block._self_attention_layer_norm,
+        block._feedforward_layer_norm,
+        block._self_attention_dropout,
+        block._feedforward_dropout,
+        block._feedforward_intermediate_dense,
+        block._feedforward_output_dense,
+    )
+    for layer in layers:
+        if (
+            layer._dtype_policy is not policy
+            or not layer.built
+            or layer._forward_hooks
+            or layer._forward_pre_hooks
+            or layer._backward_hooks
+            or layer._backward_pre_hooks
+            or getattr(layer, "_remat_mode", None) is not None
+            or layer.activity_regularizer is not None
+        ):
+            return None
+    projections = (*layers[1:5], *layers[9:11])
+    for layer, plan in zip(projections, ((1, 2), (1, 2), (1, 2), (2, 1), (1, 1), (1, 1))):
+        if (
+            layer.__dict__.get(_FUSED) != plan
+            or not _has_override(layer, "call", _fused_call)
+            or not layer.autocast
+            or getattr(layer, "lora_enabled", False)
+            or not isinstance(layer.__dict__.get("_kernel"), keras.Variable)
+        ):
+            return None
+    for norm in layers[5:7]:
+        if (
+            not _has_override(norm, "call", _fused_layer_norm_call)
+            or norm.rms_scaling
+            or norm.axis not in (-1, [-1])
+        ):
+            return None
+    for dropout in layers[7:9]:
+        if type(dropout) is not keras.layers.Dropout or dropout.seed is not None or dropout.noise_shape is not None:
+            return None
+        if not 0 <= dropout.rate < 1:
+            return None
+    return layers
 
 
 def _direct_decoder_call(

@@ -72,6 +72,8 @@ def runs(tmp_path_factory):
             command.append("--no-hf")
         if script == "gpu_throughput.py":
             command += ["--out", str(logs / "gpu_throughput.md"), "--shapes", "16:2,8:3"]
+        if script == "host_overhead.py":
+            command.append("--cuda-paths")
         log = logs / f"{script}.log"
         with open(log, "w") as file:
             process = subprocess.Popen(
@@ -115,6 +117,8 @@ def test_benchmark_smoke_run(runs, script):
         shapes = {tuple(cell.strip() for cell in line.split("|")[2:4]) for line in written.splitlines()
                   if line.startswith("| tiny-")}
         assert shapes == {("16", "2"), ("8", "3")}, shapes  # --shapes: length:batch pairs
+    if script == "host_overhead.py":
+        assert "the fused kernel with dropout, as on CUDA (--cuda-paths)" in output
     if script == "launch_profile.py":
         for line in output.splitlines():
             if line.startswith("| tiny-"):
