@@ -934,32 +934,66 @@ def _graph_plan(model):
 
 
 def _argument_filler(arguments):
-    """`arguments.fill_in` for a node whose arguments hold no nested structure.
+    """`arguments.fill_in` for a node whose arguments nest at most one level.
 
     Keras' `SymbolicArguments.fill_in` maps over the arguments with its
     `tree` functions (torch's pytree here), 20-30 µs per node with keyword
-    arguments; for flat ones the same result is a lookup per argument.
-    Returns a function of the tensor dict, or None (Keras' `fill_in`) when
-    an argument is a list, tuple or dict.
+    arguments; for flat ones the same result is a lookup per argument. An
+    argument may itself be a list, tuple or dict of graph tensors and plain
+    constants (the embeddings an `Add` sums, the inputs of a backbone inside
+    a task model), filled into a new container of the same type and order,
+    as Keras' `tree.map_structure` makes it. Returns a function of the
+    tensor dict, or None (Keras' `fill_in`) for anything nested deeper or
+    any other container.
     """
     args, kwargs = arguments.args, arguments.kwargs
-    if any(isinstance(v, (list, tuple, dict)) for v in (*args, *kwargs.values())):
+    if not all(map(_fillable, (*args, *kwargs.values()))):
         return None
 
-    def slot(value):  # (is a graph tensor, its id in the tensor dict or the constant itself)
-        return (True, id(value)) if isinstance(value, KerasTensor) else (False, value)
+    def slot(value):  # (kind, what): a graph tensor's id, a container's slots, or a constant
+        if isinstance(value, KerasTensor):
+            return (_TENSOR, id(value))
+        if type(value) is dict:
+            return (_DICT, [(key, slot(v)) for key, v in value.items()])
+        if type(value) in (list, tuple):
+            return (type(value), [slot(v) for v in value])
+        return (_CONSTANT, value)
 
     arg_slots = [slot(v) for v in args]
-    kwarg_slots = [(key, *slot(v)) for key, v in kwargs.items()]
+    kwarg_slots = [(key, slot(v)) for key, v in kwargs.items()]
 
     def fill_in(tensor_dict):
         get = tensor_dict.get
-        return (
-            tuple(get(value) if symbolic else value for symbolic, value in arg_slots),
-            {key: get(value) if symbolic else value for key, symbolic, value in kwarg_slots},
-        )
+
+        def fill(kind, what):
+            if kind is _TENSOR:
+                return get(what)
+            if kind is _CONSTANT:
+                return what
+            if kind is _DICT:
+                return {key: fill(*inner) for key, inner in what}
+            return kind(fill(*inner) for inner in what)
+
+        return tuple(fill(*s) for s in arg_slots), {key: fill(*s) for key, s in kwarg_slots}
 
     return fill_in
+
+
+_TENSOR, _CONSTANT, _DICT = "tensor", "constant", "dict"  # slot kinds of `_argument_filler`
+_LEAF_CONSTANTS = (type(None), bool, int, float, str)
+
+
+def _fillable(value):
+    """Whether `_argument_filler` fills `value` as Keras' `fill_in` would:
+    not a container, or a plain list, tuple or dict of graph tensors and
+    plain constants (None, bools, numbers, strings)."""
+    if type(value) in (list, tuple):
+        items = value
+    elif type(value) is dict:
+        items = value.values()
+    else:
+        return not isinstance(value, (list, tuple, dict))
+    return all(isinstance(v, KerasTensor) or type(v) in _LEAF_CONSTANTS for v in items)
 
 
 def _freeing_run_through_graph(self, inputs, operation_fn=lambda op: op, call_fn=None):

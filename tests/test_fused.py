@@ -567,19 +567,38 @@ class _Scaled(keras.layers.Layer):
         return y if mask is None else y * keras.ops.cast(mask, y.dtype)[..., None]
 
 
+def _same_structure(a, b):
+    """Equal, with the same container types and (dict) key order all the way down."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same_structure(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(map(_same_structure, a, b))
+    return a is b or a == b
+
+
+class _Pair(keras.layers.Layer):
+    def call(self, pair, extra=None):
+        return pair["first"] + pair["second"][0]
+
+
 def test_graph_argument_fillers_fill_in_what_keras_does(bert_preset):
-    # Every node of a backbone's graph and of one with constants, tensors and
-    # None among keyword arguments: the flat filler gives Keras' `fill_in`
-    # result; a node with a list argument has no filler (Keras' own).
+    # Every node of a task model, its backbone and a graph with constants,
+    # tensors and None among keyword arguments, a list and a dict argument:
+    # the filler gives Keras' `fill_in` result, container types and key
+    # order included; a node with a nested container has no filler (Keras' own).
     inputs = keras.Input((4, 3))
     mask = keras.Input((4,), dtype="int32")
     scaled = _Scaled()(inputs, mask=mask, scale=2.0, offset=None)
     merged = keras.layers.Add()([scaled, inputs])
     graph = keras.Model([inputs, mask], _Scaled()(merged, scale=0.5))
-    backbone, _ = kt.load_backbone(bert_preset, sequence_length=8)
+    nested = _Pair()({"second": [inputs, None], "first": merged}, extra=(1, "a"))
+    graph_nested = keras.Model([inputs, mask], nested)
+    task = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=8)
     nodes = [
         node
-        for model in (graph, backbone)
+        for model in (graph, graph_nested, task, task.backbone)
         for nodes_at_depth in model._nodes_by_depth.values()
         for node in nodes_at_depth
         if node.operation and not node.is_input
@@ -589,12 +608,16 @@ def test_graph_argument_fillers_fill_in_what_keras_does(bert_preset):
         for x in (*node.input_tensors, *node.outputs):
             values.setdefault(id(x), object())  # a distinct stand-in per graph tensor
     fillers = [fused._argument_filler(node.arguments) for node in nodes]
-    kinds = {type(node.operation).__name__: fill_in is not None for node, fill_in in zip(nodes, fillers)}
-    assert kinds["Add"] is False  # a list argument: Keras' own `fill_in`
-    assert kinds["_Scaled"] and kinds["TransformerEncoder"]
+    kinds = {}
+    for node, fill_in in zip(nodes, fillers):
+        kinds.setdefault(type(node.operation).__name__, set()).add(fill_in is not None)
+    assert kinds["Add"] == {True}  # a list of tensors
+    assert kinds["BertBackbone"] == {True}  # a dict of tensors
+    assert kinds["_Pair"] == {False}  # a list inside a dict: Keras' own `fill_in`
+    assert kinds["_Scaled"] == {True} and kinds["TransformerEncoder"] == {True}
     for node, fill_in in zip(nodes, fillers):
         if fill_in is not None:
-            assert fill_in(values) == node.arguments.fill_in(values)
+            assert _same_structure(fill_in(values), node.arguments.fill_in(values)), node.operation.name
     x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype("float32")
     m = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], "int32")
     out, reference = _both(graph, lambda: _numpy(graph([x, m])))
