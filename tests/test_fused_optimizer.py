@@ -143,6 +143,42 @@ def test_a_schedule_is_evaluated_once_per_step_and_read_afresh_after_a_resize(ke
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=2e-6)
     fused.unfuse_optimizer(optimizer)
     assert "apply" not in vars(optimizer) and "_get_current_learning_rate" not in vars(optimizer)
+    assert "_apply_weight_decay" not in vars(optimizer)
+
+
+@pytest.mark.filterwarnings("ignore:Gradients do not exist for variables")
+def test_steps_over_changing_sets_of_variables_update_the_right_moments(kernel_calls):
+    # A weight without a gradient in some step is left out of that step
+    # (Keras filters empty gradients): the slots looked up for the others,
+    # and the weight-decay answers, must follow the set of variables.
+    gradients = make_gradients(steps=5)
+    for step, missing in zip(gradients, [None, "bias", "kernel", None, "bias"]):
+        if missing is not None:
+            step[list(SHAPES).index(missing)] = None
+    runs = []
+    for fuse in (False, True):
+        optimizer = keras.optimizers.AdamW(1e-2, weight_decay=0.05, amsgrad=True)
+        optimizer.exclude_from_weight_decay(var_names=["gamma"])
+        variables = make_variables()
+        if fuse:
+            assert fused.fuse_optimizer(optimizer)
+        optimizer.build(variables)
+        for step in gradients:
+            optimizer.apply([None if g is None else g.clone() for g in step], variables)
+        runs.append(([v.numpy() for v in variables], [keras.ops.convert_to_numpy(v) for v in optimizer.variables]))
+    assert kernel_calls
+    for want, got in zip(runs[0][0] + runs[0][1], runs[1][0] + runs[1][1]):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=2e-6)
+
+
+def test_optimizer_tensors_inside_an_autocast_scope_are_read_as_keras_reads_them():
+    from keras.src.backend import AutocastScope
+
+    variables = make_variables()
+    with AutocastScope("bfloat16"):
+        values = fused._values(variables)
+    assert [v.dtype for v in values] == [torch.bfloat16] * len(variables)  # Keras' `value` casts there too
+    assert all(a is v.value for a, v in zip(fused._values(variables), variables))
 
 
 def test_layerwise_multiplier_zero_freezes_its_variables(kernel_calls):
