@@ -653,6 +653,33 @@ def test_inputs_that_need_no_change_skip_keras_standardization(bert_preset, monk
     np.testing.assert_allclose(_numpy(out), _numpy(backbone(exact)["sequence_output"]), atol=1e-6)
 
 
+def test_inputs_that_need_no_change_skip_keras_input_checks_and_others_keep_them(bert_preset, monkeypatch):
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=8)
+    assert fused._has_override(model, "_assert_input_compatibility", fused._assert_input_compatibility)
+    ids = torch.randint(1, 20, (2, 8), dtype=torch.int32)
+    exact = {"token_ids": ids, "segment_ids": torch.zeros_like(ids), "padding_mask": torch.ones_like(ids)}
+    checked = []
+    keras_check = keras.src.layers.input_spec.assert_input_compatibility
+    monkeypatch.setattr(
+        keras.src.layers.input_spec, "assert_input_compatibility",
+        lambda *args, **kwargs: checked.append(1) or keras_check(*args, **kwargs),
+    )
+    model(exact)
+    assert not checked  # nothing for Keras to check
+    model(dict(exact, token_ids=ids.long()))
+    assert checked  # a dtype Keras converts: Keras' checks
+    # A wrong rank still gets Keras' error, at the boundary.
+    with pytest.raises(ValueError, match="expected ndim=2|incompatible"):
+        model(dict(exact, token_ids=ids[0]))
+    # An input that fixes a dimension keeps Keras' shape check.
+    inputs = {"features": keras.Input((4,), name="features")}
+    fixed = keras.Model(inputs, keras.layers.Dense(2)(inputs["features"]))
+    fused.fuse(fixed)
+    fixed({"features": torch.zeros(2, 4)})
+    with pytest.raises(ValueError, match="incompatible"):
+        fixed({"features": torch.zeros(2, 5)})
+
+
 def test_task_models_free_intermediate_outputs(bert_preset):
     model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16)
     assert fused.is_fused(model) and fused.is_fused(model.backbone)
