@@ -81,6 +81,7 @@ at `compile()`.
 
 import collections
 import math
+from itertools import chain
 import types
 import weakref
 
@@ -644,33 +645,43 @@ def _flat_block(block, x, attend, mask, training):
     if x.dtype != _dtypes(block).compute_torch:
         return None
 
+    uninitialized = []
+
     def read(variable, autocast=True):
         value = variable._value
-        if target is None or not autocast or not variable._autocast:
+        if value is None:
+            uninitialized.append(variable)
+        if value is None or target is None or not autocast or not variable._autocast:
             return value
         return _autocast_value(variable, value, target)
 
-    def weights(layer):
+    def weights(layer):  # (kernel, bias) of a projection
         return read(layer._kernel), None if layer.bias is None else read(layer.bias)
 
-    projections = [weights(layer) for layer in (query_dense, key_dense, value_dense, output_dense, intermediate, output)]
-    if any(kernel.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype) for kernel, bias in projections):
-        return None
-    if x.shape[-1] != projections[0][0].shape[0]:
-        return None
-    norms = [
-        (None if n.gamma is None else read(n.gamma, n.autocast), None if n.beta is None else read(n.beta, n.autocast))
-        for n in (norm1, norm2)
+    def norm_weights(layer):  # (gamma, beta), read as the layer's own scope would (LayerNormalization: no autocast)
+        gamma = None if layer.gamma is None else read(layer.gamma, layer.autocast)
+        return gamma, None if layer.beta is None else read(layer.beta, layer.autocast)
+
+    w_query, w_key, w_value, w_output, w_intermediate, w_ff_output = projections = [
+        weights(layer) for layer in (query_dense, key_dense, value_dense, output_dense, intermediate, output)
     ]
+    w_norm1, w_norm2 = norm_weights(norm1), norm_weights(norm2)
+    if uninitialized:
+        return None
+    if (
+        any(tensor is not None and tensor.dtype != x.dtype for tensor in chain.from_iterable(projections))
+        or x.shape[-1] != w_query[0].shape[0]
+    ):
+        return None  # the direct path falls back (or fails) as Keras does
     compute = _dtypes(block).compute_torch
 
-    def project(layer, h, index):
-        kernel, bias = projections[index]
+    def project(layer, h, weights):
+        kernel, bias = weights
         y = _project(h, kernel, bias, *layer.__dict__[_FUSED])
         return y if layer.activation is None else layer.activation(y)
 
-    def normalize(h, index):
-        return _layer_norm((norm1, norm2)[index], h, *norms[index], h.ndim - 1, compute)
+    def normalize(layer, h, weights):
+        return _layer_norm(layer, h, *weights, h.ndim - 1, compute)
 
     def drop(layer, h):
         if not training or layer.rate == 0:
@@ -682,22 +693,24 @@ def _flat_block(block, x, attend, mask, training):
         mask = keras.ops.cast(mask, "bool")  # `_compute_attention_mask`, no Keras masks involved
     residual = x
     if block.normalize_first:
-        x = normalize(x, 0)
-    query, key, value = (project(layer, x, i) for i, layer in enumerate((query_dense, key_dense, value_dense)))
+        x = normalize(norm1, x, w_norm1)
+    query = project(query_dense, x, w_query)
+    key = project(key_dense, x, w_key)
+    value = project(value_dense, x, w_value)
     h, _ = _fused_compute_attention(
         attention, query, key, value, mask, training, False, **({"use_causal_mask": True} if causal else {})
     )
-    h = drop(dropout1, project(output_dense, h, 3))
+    h = drop(dropout1, project(output_dense, h, w_output))
     x = h + residual
     if not block.normalize_first:
-        x = normalize(x, 0)
+        x = normalize(norm1, x, w_norm1)
     residual = x
     if block.normalize_first:
-        x = normalize(x, 1)
-    h = project(output, project(intermediate, x, 4), 5)
+        x = normalize(norm2, x, w_norm2)
+    h = project(output, project(intermediate, x, w_intermediate), w_ff_output)
     x = drop(dropout2, h) + residual
     if not block.normalize_first:
-        x = normalize(x, 1)
+        x = normalize(norm2, x, w_norm2)
     return x
 
 

@@ -194,3 +194,15 @@ def test_what_the_flat_path_does_not_cover_takes_the_direct_path(change, counted
     if change == "rms layer norm":
         return  # a different computation: only the path is checked
     np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_a_weight_the_scope_does_not_cast_sends_the_block_down_the_direct_path(counted, monkeypatch):
+    # Under mixed precision a kernel kept in float32 (its variable not
+    # autocast) no longer matches the block's bf16 inputs: the direct path,
+    # whose fused call hands that layer to Keras, computes it.
+    backbone, batch = backbone_and_batch("bert", "mixed_bfloat16", dropout=0.0)
+    kernel = backbone.transformer_layers[0]._feedforward_output_dense._kernel
+    monkeypatch.setattr(kernel, "_autocast", False)
+    flat, direct = run_both(backbone, batch, False, monkeypatch)
+    assert counted["declined"] == 1 and counted["flat"] == 1  # the other block still runs flat
+    assert_identical(flat, direct)
