@@ -26,6 +26,20 @@ TEXTS = [
 LABELS = [1, 0, 1, 0, 1, 0, 1, 0, 1, 0]
 
 
+def compiled_classifier(preset, sequence_length=16):
+    """A two-class `TextClassifier` over `preset`, compiled with the task defaults."""
+    import keras_transfer as kt
+
+    model = kt.TextClassifier.from_preset(preset, num_classes=2, sequence_length=sequence_length)
+    model.compile(learning_rate=1e-3)
+    return model
+
+
+def labelled_batch(model, size=4):
+    """The first `size` of TEXTS, preprocessed by `model`, and their labels."""
+    return model.preprocessor(TEXTS[:size]), np.array(LABELS[:size])
+
+
 def raises(error, *fragments):
     """`pytest.raises` that checks every fragment appears in the message."""
     pattern = "".join(f"(?=.*{re.escape(fragment)})" for fragment in fragments)

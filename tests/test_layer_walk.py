@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import torch
-from helpers import LABELS, TEXTS
+from helpers import compiled_classifier, labelled_batch
 
 import keras_transfer as kt
 from keras_transfer import layer_walk
@@ -93,13 +93,10 @@ def test_a_layer_class_with_its_own_weights_property_has_no_order():
 
 @pytest.fixture
 def model(bert_preset):
-    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16)
-    model.compile(learning_rate=1e-3)
-    return model
+    return compiled_classifier(bert_preset)
 
 
-def batch(model):
-    return model.preprocessor(TEXTS[:4]), np.array(LABELS[:4])
+batch = labelled_batch
 
 
 def assert_task_matches_keras(model):

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from helpers import LABELS, TEXTS
+from helpers import compiled_classifier, labelled_batch
 
 import keras_transfer as kt
 
@@ -35,13 +35,10 @@ def walks(monkeypatch):
 
 @pytest.fixture
 def model(bert_preset):
-    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16)
-    model.compile(learning_rate=1e-3)
-    return model
+    return compiled_classifier(bert_preset)
 
 
-def batch(model):
-    return model.preprocessor(TEXTS[:4]), np.array(LABELS[:4])
+batch = labelled_batch
 
 
 def test_one_walk_of_each_per_step(model, walks):
