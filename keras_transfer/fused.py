@@ -1336,10 +1336,10 @@ def _fused_adam_step(self, grads, variables, learning_rate):
     `alpha` (computed on the device) as the rate, which is Keras' form
     term for term.
     """
-    values = _values(variables)
+    values = values_of(variables)
     if not _adam_kernel_applies(self, grads, values):
         return type(self)._parallel_update_step(self, grads, variables, learning_rate)
-    moments, velocities, maxima = (_values(slots) for slots in _adam_slots(self, variables))
+    moments, velocities, maxima = (values_of(slots) for slots in _adam_slots(self, variables))
     grads = [grad if grad.is_contiguous() else grad.contiguous() for grad in grads]
     device = values[0].device
     if device.type in _HOST_NUMBER_DEVICES:
@@ -1370,13 +1370,14 @@ def _fused_adam_step(self, grads, variables, learning_rate):
         )
 
 
-def _values(variables):
-    """`[_value(v) for v in variables]`, for an optimizer's many variables.
+def values_of(variables):
+    """The tensors of many Keras variables: `[v.value for v in variables]`.
 
     Outside a stateless scope and a casting autocast scope (an optimizer
-    step is outside both), each `_value` is the variable's tensor as it is,
-    read here without asking about the scopes once per variable (0.6 ms per
-    step for a BERT-base model's weights and moments).
+    step and a callback are outside both), each variable's value is its
+    tensor as it is, read here without asking about the scopes once per
+    variable (0.6 ms per step for a BERT-base model's weights and Adam
+    moments); inside one, each is read as Keras reads it (`_value`).
     """
     if not in_stateless_scope():
         scope = backend.get_autocast_scope()
@@ -1424,7 +1425,7 @@ def _fused_weight_decay(self, variables):
         self.__dict__["_kt_decayed"] = kept
     decayed = [variable for variable, decays in zip(variables, kept[1]) if decays]
     with torch.no_grad():
-        torch._foreach_mul_(_values(decayed), 1 - self.weight_decay * self._get_current_learning_rate())
+        torch._foreach_mul_(values_of(decayed), 1 - self.weight_decay * self._get_current_learning_rate())
 
 
 # Devices where the fused step reads the step count and rate as host numbers.

@@ -176,9 +176,9 @@ def test_optimizer_tensors_inside_an_autocast_scope_are_read_as_keras_reads_them
 
     variables = make_variables()
     with AutocastScope("bfloat16"):
-        values = fused._values(variables)
+        values = fused.values_of(variables)
     assert [v.dtype for v in values] == [torch.bfloat16] * len(variables)  # Keras' `value` casts there too
-    assert all(a is v.value for a, v in zip(fused._values(variables), variables))
+    assert all(a is v.value for a, v in zip(fused.values_of(variables), variables))
 
 
 def test_layerwise_multiplier_zero_freezes_its_variables(kernel_calls):

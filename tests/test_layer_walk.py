@@ -102,6 +102,7 @@ batch = labelled_batch
 def assert_task_matches_keras(model):
     assert_same_lists(model)
     assert ids(model.trainable_weights) == ids(keras_lists(model)["trainable_weights"])
+    assert ids(model.trainable_variables) == ids(keras.layers.Layer.trainable_variables.fget(model))
     assert model.metrics == keras.Model.metrics.fget(model)
     assert len(model.losses) == len(keras.Model.losses.fget(model))
 

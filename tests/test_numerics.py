@@ -101,3 +101,22 @@ def test_bad_stop_on_nan(bert_preset, value):
         model.fit(TEXTS, [0, 1] * 5, stop_on_nan=value)
     with raises(ValueError, "restore_weights"):
         kt.callbacks.StopOnNaN(restore_weights=value)
+
+
+def test_a_new_set_of_trainable_weights_of_the_same_size_gets_its_own_copies():
+    # After an unfreezing that swaps which weights train (the same count,
+    # other shapes), the copies must be of the weights that train now.
+    inputs = keras.Input((3,))
+    first, second = keras.layers.Dense(3, name="first"), keras.layers.Dense(2, name="second")
+    model = keras.Model(inputs, second(first(inputs)))
+    second.trainable = False
+    guard = kt.callbacks.StopOnNaN()
+    guard.set_model(model)
+    guard.on_train_begin()
+    guard.on_train_batch_begin(0)
+    guard.on_train_batch_begin(1)  # the in-place path
+    first.trainable, second.trainable = False, True
+    guard.on_train_batch_begin(2)
+    assert len(guard._copies) == 2
+    for copy, variable in zip(guard._copies, second.trainable_variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(copy), variable.numpy())

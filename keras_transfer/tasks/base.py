@@ -173,6 +173,15 @@ class Task(distributed.DataParallel, keras.Model):
     def trainable_weights(self):
         return self._cached("trainable_weights", self._read_trainable_weights)
 
+    @property
+    def trainable_variables(self):
+        """Keras' `trainable_variables`: the same list as `trainable_weights`
+        (the variables Keras' `variables` adds, seed states, never train)."""
+        layers = self._layer_order()
+        if layers is None:
+            return keras.Model.trainable_variables.fget(self)
+        return self._cached("trainable_weights", lambda: layer_walk.trainable_weights(layers))
+
     def _read_trainable_weights(self):
         layers = self._layer_order()
         if layers is None:
