@@ -26,7 +26,9 @@ too when the attention dropout is unseeded (KerasHub's is; on a CPU only in
 float32, where it is faster than Keras' path, not in bf16): Keras' unseeded
 dropout on torch is `torch.nn.functional.dropout` on the softmax output,
 which is what the kernel applies (on a CPU, the same masks from the same
-generator state). On a CUDA device or a CPU an encoder block drops an
+generator state). Where Keras' explicit-scores path stays (a seeded
+dropout; half precision on a CPU), its softmax and dropout layers are
+called directly (`_explicit_attention`). On a CUDA device or a CPU an encoder block drops an
 all-ones padding mask (read once per mask tensor, `_all_ones`), since any
 mask rules out the flash kernel on CUDA; and a decoder block whose only
 mask is then the causal one (GPT-2 without padding) asks the kernel for
@@ -307,6 +309,14 @@ def _fused_compute_attention(
         or not query.is_floating_point()
         or not (query.dtype == key.dtype == value.dtype)
     ):
+        if (
+            bool(training)
+            and self._dropout > 0.0
+            and not return_attention_scores
+            and len(query.shape) == 4
+            and _keeps_keras_explicit_attention(self)
+        ):
+            return _explicit_attention(self, query, key, value, attention_mask, training, use_causal_mask)
         return type(self)._compute_attention(
             self,
             query,
@@ -341,6 +351,47 @@ def _fused_compute_attention(
         scale=self._inverse_sqrt_key_dim,
     )
     return output.transpose(1, 2), None
+
+
+def _keeps_keras_explicit_attention(attention):
+    """Whether `attention` computes Keras' own explicit-scores attention:
+    `MultiHeadAttention`'s `_compute_attention` and `_masked_softmax`, no
+    flash attention (Keras refuses it with dropout), softmax and dropout
+    layers callable directly (`_can_call_directly`)."""
+    mha = keras.layers.MultiHeadAttention
+    return (
+        type(attention)._compute_attention is mha._compute_attention
+        and type(attention)._masked_softmax is mha._masked_softmax
+        and not getattr(attention, "_flash_attention", False)
+        and _can_call_directly(attention._softmax)
+        and _can_call_directly(attention._dropout_layer)
+    )
+
+
+def _explicit_attention(self, query, key, value, attention_mask, training, use_causal_mask):
+    """Keras' `MultiHeadAttention._compute_attention` where it computes the
+    scores explicitly (dropout on, rank 4, no scores returned), step for
+    step, with its `Softmax` and `Dropout` layers called directly instead
+    of through `Layer.__call__` (two wrapper calls per block and step,
+    0.05 ms each here): the same ops on the same tensors and the same
+    dropout draws. Used where the fused kernel does not apply dropout as
+    Keras does (a seeded dropout) or is slower (half precision on a CPU)."""
+    ops = keras.ops
+    if use_causal_mask:
+        causal_mask = self._compute_causal_mask(query, value)
+        attention_mask = (
+            causal_mask if attention_mask is None else ops.logical_and(ops.cast(attention_mask, "bool"), causal_mask)
+        )
+    query = ops.multiply(query, ops.cast(self._inverse_sqrt_key_dim, query.dtype))
+    attention_scores = ops.einsum(self._dot_product_equation, key, query)
+    if attention_mask is not None:  # `_masked_softmax`
+        mask_expansion_axis = -len(self._attention_axes) * 2 - 1
+        for _ in range(len(attention_scores.shape) - len(attention_mask.shape)):
+            attention_mask = ops.expand_dims(attention_mask, axis=mask_expansion_axis)
+    attention_scores = _direct(self._softmax, attention_scores, mask=attention_mask)
+    final_attn_scores = _direct(self._dropout_layer, attention_scores, training=training)
+    attention_output = ops.einsum(self._combine_equation, final_attn_scores, value)
+    return attention_output, attention_scores
 
 
 # Where attention with dropout in half precision keeps Keras' path: torch's

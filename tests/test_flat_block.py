@@ -206,3 +206,46 @@ def test_a_weight_the_scope_does_not_cast_sends_the_block_down_the_direct_path(c
     flat, direct = run_both(backbone, batch, False, monkeypatch)
     assert counted["declined"] == 1 and counted["flat"] == 1  # the other block still runs flat
     assert_identical(flat, direct)
+
+
+@pytest.mark.parametrize("architecture", ["bert", "gpt2"])
+@pytest.mark.parametrize("padding", [False, True])
+def test_keras_explicit_attention_runs_its_softmax_and_dropout_directly_with_the_same_draws(
+    architecture, padding, monkeypatch
+):
+    # In bf16 on a CPU, attention with dropout keeps Keras' explicit-scores
+    # path (see `_UNFUSED_HALF_DROPOUT_DEVICES`); its softmax and dropout
+    # layers are then called without `Layer.__call__`, with identical results.
+    backbone, batch = backbone_and_batch(architecture, "mixed_bfloat16", dropout=0.3)
+    if padding:
+        batch["padding_mask"][1, 6:] = False
+    softmax = backbone.transformer_layers[0]._self_attention_layer._softmax
+    wrapped = []
+    monkeypatch.setattr(type(softmax), "__call__", lambda self, *a, **k: wrapped.append(self) or keras.layers.Layer.__call__(self, *a, **k))
+    outs = []
+    for direct in (True, False):
+        with monkeypatch.context() as patch:
+            if not direct:
+                patch.setattr(fused, "_keeps_keras_explicit_attention", lambda attention: False)
+            wrapped.clear()
+            (out, grads), _ = run_both(backbone, batch, True, monkeypatch, seed=11)
+            outs.append((out, grads, len(wrapped)))
+    (direct_out, direct_grads, direct_calls), (keras_out, keras_grads, keras_calls) = outs
+    assert direct_calls == 0 and keras_calls > 0  # Keras' own path goes through `Layer.__call__`
+    np.testing.assert_array_equal(direct_out, keras_out)
+    for a, b in zip(direct_grads, keras_grads):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_hooked_softmax_keeps_keras_own_attention(monkeypatch):
+    backbone, batch = backbone_and_batch("bert", "mixed_bfloat16", dropout=0.3)
+    attention = backbone.transformer_layers[0]._self_attention_layer
+    assert fused._keeps_keras_explicit_attention(attention)
+    seen = []
+    handle = attention._softmax.register_forward_hook(lambda *args: seen.append(args))
+    try:
+        assert not fused._keeps_keras_explicit_attention(attention)
+        backbone(batch, training=True)
+    finally:
+        handle.remove()
+    assert seen  # the hook ran
