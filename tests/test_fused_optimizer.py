@@ -7,7 +7,7 @@ import torch
 from helpers import LABELS, TEXTS
 
 import keras_transfer as kt
-from keras_transfer import fused
+from keras_transfer import fused, fused_optimizer
 from keras_transfer.schedules import WarmupLinearDecay
 
 SHAPES = {"embeddings": (50, 8), "kernel": (8, 4), "bias": (4,), "gamma": (8,)}
@@ -78,7 +78,7 @@ def train(optimizer, gradients, fuse):
 def kernel_inputs(request, monkeypatch):
     """Both ways of feeding the kernel; the accelerator one is forced on the CPU here."""
     if request.param == "device-tensors":
-        monkeypatch.setattr(fused, "_HOST_NUMBER_DEVICES", ())
+        monkeypatch.setattr(fused_optimizer, "_HOST_NUMBER_DEVICES", ())
     return request.param
 
 

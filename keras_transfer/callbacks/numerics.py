@@ -88,7 +88,7 @@ class StopOnNaN(keras.callbacks.Callback):
             return
         import torch
 
-        from keras_transfer.fused import values_of
+        from keras_transfer.fused_optimizer import values_of
 
         with torch.no_grad():  # in place, into buffers allocated once, in one multi-tensor copy
             torch._foreach_copy_(self._copies, values_of(variables))
