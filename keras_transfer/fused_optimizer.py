@@ -158,6 +158,8 @@ def _fused_weight_decay(self, variables):
     kept for the same variables; the decay itself is Keras' one
     `_foreach_mul_` by `1 - weight_decay * learning_rate`.
     """
+    if torch.compiler.is_compiling():  # `jit_compile=True` traces Keras' own
+        return type(self)._apply_weight_decay(self, variables)
     if self.weight_decay is None:
         return
     key = tuple(map(id, variables))

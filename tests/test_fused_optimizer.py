@@ -198,11 +198,12 @@ def test_traced_steps_and_other_optimizers_keep_keras_own_step(kernel_calls, mon
     # Under torch.compile (`jit_compile=True`) Keras' step is traced instead.
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     gradients = make_gradients(steps=2)
-    expected = train(keras.optimizers.Adam(1e-2), gradients, fuse=False)
-    actual = train(keras.optimizers.Adam(1e-2), gradients, fuse=True)
-    assert not kernel_calls
-    for want, got in zip(expected, actual):
-        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    for make in (lambda: keras.optimizers.Adam(1e-2), lambda: keras.optimizers.AdamW(1e-2, weight_decay=0.05)):
+        expected = train(make(), gradients, fuse=False)
+        actual = train(make(), gradients, fuse=True)
+        assert not kernel_calls
+        for want, got in zip(expected, actual):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
 
 
 def test_loss_scale_optimizer_fuses_its_inner_optimizer(kernel_calls):
