@@ -504,15 +504,16 @@ def _direct_scope(layer, dtypes):
     return None
 
 
-def _has_torch_hooks(layer):
-    """Whether torch would run hooks around `layer`'s `forward` (its own or global ones)."""
+def _has_own_hooks(layer):
+    """Whether torch would run hooks of `layer`'s own around its `forward`."""
+    return bool(layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks or layer._backward_pre_hooks)
+
+
+def _has_global_hooks():
+    """Whether torch would run global module hooks around any `forward`."""
     module = torch.nn.modules.module
     return bool(
-        layer._forward_hooks
-        or layer._forward_pre_hooks
-        or layer._backward_hooks
-        or layer._backward_pre_hooks
-        or module._global_forward_hooks
+        module._global_forward_hooks
         or module._global_forward_pre_hooks
         or module._global_backward_hooks
         or module._global_backward_pre_hooks
@@ -521,11 +522,19 @@ def _has_torch_hooks(layer):
 
 def _can_call_directly(layer):
     return (
+        _can_call_without_hooks(layer)
+        and not getattr(layer, "quantization_mode", None)
+        and not _has_own_hooks(layer)
+        and not _has_global_hooks()
+    )
+
+
+def _can_call_without_hooks(layer):
+    """What `_can_call_directly` asks of `layer` besides its quantization and torch hooks."""
+    return (
         layer.built
         and getattr(layer, "_remat_mode", None) is None
-        and not getattr(layer, "quantization_mode", None)
         and layer.activity_regularizer is None
-        and not _has_torch_hooks(layer)
     )
 
 
@@ -697,7 +706,8 @@ def _flat_block(block, x, attend, mask, training):
         return None
     else:
         target = _torch_dtype(scope.dtype)
-    if x.dtype != _dtypes(block).compute_torch:
+    compute = _dtypes(block).compute_torch
+    if x.dtype != compute:
         return None
 
     uninitialized = []
@@ -728,7 +738,6 @@ def _flat_block(block, x, attend, mask, training):
         or x.shape[-1] != w_query[0].shape[0]
     ):
         return None  # the direct path falls back (or fails) as Keras does
-    compute = _dtypes(block).compute_torch
 
     def project(layer, h, weights):
         kernel, bias = weights
@@ -775,13 +784,9 @@ def _flat_block_layers(block, attend):
     activity regularizer, with the block's (unquantized) dtype policy, and
     fused as `fuse` leaves it (projections without LoRA, layer norms over
     the last axis, unseeded dropout, attention with the fused kernel)."""
-    module = torch.nn.modules.module
     policy = block._dtype_policy
     if (
-        module._global_forward_hooks
-        or module._global_forward_pre_hooks
-        or module._global_backward_hooks
-        or module._global_backward_pre_hooks
+        _has_global_hooks()
         or not isinstance(policy, keras.DTypePolicy)
         or isinstance(policy, keras.dtype_policies.DTypePolicyMap)
         or policy.quantization_mode
@@ -815,17 +820,10 @@ def _flat_block_layers(block, attend):
         block._feedforward_intermediate_dense,
         block._feedforward_output_dense,
     )
+    # `_can_call_directly` for each, with the global hooks and the (shared)
+    # policy's quantization asked once above.
     for layer in layers:
-        if (
-            layer._dtype_policy is not policy
-            or not layer.built
-            or layer._forward_hooks
-            or layer._forward_pre_hooks
-            or layer._backward_hooks
-            or layer._backward_pre_hooks
-            or getattr(layer, "_remat_mode", None) is not None
-            or layer.activity_regularizer is not None
-        ):
+        if layer._dtype_policy is not policy or _has_own_hooks(layer) or not _can_call_without_hooks(layer):
             return None
     projections = (*layers[1:5], *layers[9:11])
     for layer, plan in zip(projections, ((1, 2), (1, 2), (1, 2), (2, 1), (1, 1), (1, 1))):
@@ -1119,16 +1117,13 @@ def _standardize_inputs(self, inputs):
     Keras checks the inputs' structure against the model's with its `tree`
     functions, converts each to its input's dtype and adjusts ranks: 0.15
     ms per call, twice per step for a backbone inside a task model. When
-    the inputs are a dict with the model's input names, each a tensor
-    already on Keras' device with its input's dtype and rank, all of that
-    returns the tensors as they are, in the model's (sorted) order; that
-    case is answered directly, every other by Keras.
+    the inputs need no change (`_inputs_as_they_are`), all of that returns
+    the tensors as they are, in the model's (sorted) order; that case is
+    answered directly, every other by Keras.
     """
-    struct = self._inputs_struct
-    if isinstance(struct, dict) and isinstance(inputs, dict) and inputs.keys() == struct.keys():
-        flat = [inputs[key] for key in sorted(inputs)]
-        if all(map(_unchanged_input, flat, self._inputs)):
-            return flat
+    flat = _inputs_as_they_are(self, inputs)
+    if flat is not None:
+        return flat
     return type(self)._standardize_inputs(self, inputs)
 
 
@@ -1136,28 +1131,31 @@ def _assert_input_compatibility(self, *args):
     """`Functional._assert_input_compatibility` for inputs that need no change.
 
     Keras builds an `InputSpec` per input and checks the inputs against
-    them on every outermost call (60-100 µs for a task model). For a dict
-    with the model's input names, each a tensor with its input's dtype and
-    rank on Keras' device (`_unchanged_input`), where no input fixes a
+    them on every outermost call (60-100 µs for a task model). For inputs
+    that need no change (`_inputs_as_they_are`), where no input fixes a
     dimension beyond the batch, every check passes; that case returns at
     once, every other is Keras'.
     """
-    struct = self._inputs_struct
     if (
         len(args) == 1
-        and isinstance(struct, dict)
-        and isinstance(args[0], dict)
-        and args[0].keys() == struct.keys()
         and not hasattr(self, "_manual_input_spec")
         and type(self).input_spec is Functional.input_spec
+        and _inputs_as_they_are(self, args[0]) is not None
+        and all(dim is None for spec in self._inputs for dim in spec.shape[1:])
     ):
-        inputs = args[0]
-        flat = [inputs[key] for key in sorted(inputs)]
-        if all(map(_unchanged_input, flat, self._inputs)) and all(
-            dim is None for spec in self._inputs for dim in spec.shape[1:]
-        ):
-            return None
+        return None
     return type(self)._assert_input_compatibility(self, *args)
+
+
+def _inputs_as_they_are(model, inputs):
+    """The model's inputs in its (sorted) order when `inputs` need no change
+    from Keras: a dict with the model's input names, each a tensor with its
+    input's dtype and rank on Keras' device (`_unchanged_input`); else None."""
+    struct = model._inputs_struct
+    if not (isinstance(struct, dict) and isinstance(inputs, dict) and inputs.keys() == struct.keys()):
+        return None
+    flat = [inputs[key] for key in sorted(inputs)]
+    return flat if all(map(_unchanged_input, flat, model._inputs)) else None
 
 
 def _unchanged_input(x, spec):
