@@ -921,3 +921,110 @@ def test_variable_reads_match_keras_value_property():
     replacement = torch.full((2, 3), 7.0)
     with StatelessScope(state_mapping=[(weight, replacement)]):
         assert torch.equal(fused._value(weight), replacement)
+
+
+def _linear_projection(x, kernel, bias, contracted, produced):
+    """A projection as `torch.nn.functional.linear` computes it: the kernel
+    flattened to (inputs, outputs) and transposed, the input's contracted
+    axes flattened (the fused call's arithmetic before `addmm`)."""
+    batch_shape = x.shape[: x.ndim - contracted]
+    weight = kernel.reshape(int(np.prod(kernel.shape[:contracted])), -1).t()
+    y = torch.nn.functional.linear(
+        x.reshape(batch_shape + (weight.shape[1],)), weight, None if bias is None else bias.reshape(-1)
+    )
+    return y.reshape(batch_shape + kernel.shape[contracted:])
+
+
+def _strided(shape, layout, dtype):
+    if layout == "contiguous":
+        x = torch.randn(shape)
+    elif layout == "transposed":  # every axis reversed in memory
+        x = torch.randn(tuple(reversed(shape))).permute(*reversed(range(len(shape))))
+    else:  # every other element of the last axis
+        x = torch.randn(shape[:-1] + (2 * shape[-1],))[..., ::2]
+    return x.to(dtype).requires_grad_()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("plan", [(1, 1), (1, 2), (2, 1)])
+@pytest.mark.parametrize("batch_shape", [(5,), (2, 7), (2, 3, 4)])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "sliced"])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_projection_computes_what_linear_computes_bit_for_bit(dtype, plan, batch_shape, layout, with_bias):
+    # `_project` calls the `addmm` / `mm` that `linear` makes of a flattened
+    # input itself; outputs and every gradient are the same bits.
+    torch.manual_seed(0)
+    contracted, produced = plan
+    inputs = (6,) if contracted == 1 else (3, 4)
+    outputs = (8,) if produced == 1 else (2, 5)
+    x = _strided(batch_shape + inputs, layout, dtype)
+    kernel = torch.randn(inputs + outputs, dtype=dtype, requires_grad=True)
+    bias = torch.randn(outputs, dtype=dtype, requires_grad=True) if with_bias else None
+    wrt = [x, kernel] + ([bias] if with_bias else [])
+
+    expected = _linear_projection(x, kernel, bias, contracted, produced)
+    got = fused._project(x, kernel, bias, contracted, produced)
+    assert got.shape == expected.shape == batch_shape + outputs
+    assert torch.equal(got, expected)
+    upstream = torch.randn_like(expected)
+    for a, b in zip(torch.autograd.grad(got, wrt, upstream), torch.autograd.grad(expected, wrt, upstream)):
+        assert torch.equal(a, b)
+
+
+def _graph_nodes(tensor):
+    seen, stack = set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return [type(node).__name__ for node in seen]
+
+
+@pytest.mark.parametrize("plan", [(1, 1), (1, 2), (2, 1)])
+def test_a_trainable_projection_adds_no_transposes_to_the_backward_graph(plan):
+    # `linear(x, kernel.t(), bias)` transposes the kernel twice (in the
+    # call and inside `linear`): two autograd nodes per projection that
+    # the backward pass walks for nothing.
+    contracted, produced = plan
+    inputs = (6,) if contracted == 1 else (3, 4)
+    outputs = (8,) if produced == 1 else (2, 5)
+    x = torch.randn((2, 7) + inputs, requires_grad=True)
+    kernel = torch.randn(inputs + outputs, requires_grad=True)
+    bias = torch.randn(outputs, requires_grad=True)
+    nodes = _graph_nodes(fused._project(x, kernel, bias, contracted, produced))
+    assert "AddmmBackward0" in nodes
+    assert "TBackward0" not in nodes
+    # The input's flattening and the output's view, plus the kernel's and
+    # bias's flattening where the einsum has several axes.
+    views = sum(name in ("ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0") for name in nodes)
+    assert views == 2 + (2 if produced > 1 else 1 if contracted > 1 else 0)
+
+
+def test_sublayers_are_read_as_attribute_access_reads_them():
+    block = keras_hub.layers.TransformerEncoder(intermediate_dim=8, num_heads=2)
+    block.build((None, 4, 6))
+    attention = block._self_attention_layer
+    assert fused._sublayer(block, "_self_attention_layer") is attention
+    for name in fused._ATTENTION_PROJECTIONS:
+        assert fused._sublayer(attention, name) is getattr(attention, name)
+    for name in fused._BLOCK_SUBLAYERS:
+        assert fused._sublayer(block, name) is getattr(block, name)
+    assert fused._sublayer(block, "no_such_layer") is None
+    block.plain_attribute = "not a layer"  # an attribute outside torch's modules
+    assert fused._sublayer(block, "plain_attribute") == "not a layer"
+
+
+def test_graph_nodes_run_the_operation_keras_maps_them_to():
+    inputs = keras.Input((3,))
+    dense = keras.layers.Dense(2)
+    model = keras.Model(inputs, dense(inputs))
+    node = next(n for n in model._nodes_by_depth[0] if n.operation is dense)
+    assert fused._operation_for_node(model, node) is dense is model._get_operation_for_node(node)
+    # Where Keras maps operations to stand-ins (JAX's NNX), the stand-in runs.
+    stand_in = keras.layers.Dense(2)
+    model._nnx_op_mapping = {id(dense): stand_in}
+    assert fused._operation_for_node(model, node) is stand_in is model._get_operation_for_node(node)
+    model._nnx_op_mapping = {}
+    assert fused._operation_for_node(model, node) is dense is model._get_operation_for_node(node)
