@@ -950,7 +950,10 @@ def _strided(shape, layout, dtype):
 @pytest.mark.parametrize("batch_shape", [(5,), (2, 7), (2, 3, 4)])
 @pytest.mark.parametrize("layout", ["contiguous", "transposed", "sliced"])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_projection_computes_what_linear_computes_bit_for_bit(dtype, plan, batch_shape, layout, with_bias):
+@pytest.mark.parametrize("kernel_layout", ["contiguous", "transposed"])
+def test_projection_computes_what_linear_computes_bit_for_bit(
+    dtype, plan, batch_shape, layout, with_bias, kernel_layout
+):
     # `_project` calls the `addmm` / `mm` that `linear` makes of a flattened
     # input itself; outputs and every gradient are the same bits.
     torch.manual_seed(0)
@@ -958,7 +961,7 @@ def test_projection_computes_what_linear_computes_bit_for_bit(dtype, plan, batch
     inputs = (6,) if contracted == 1 else (3, 4)
     outputs = (8,) if produced == 1 else (2, 5)
     x = _strided(batch_shape + inputs, layout, dtype)
-    kernel = torch.randn(inputs + outputs, dtype=dtype, requires_grad=True)
+    kernel = _strided(inputs + outputs, kernel_layout, dtype)
     bias = torch.randn(outputs, dtype=dtype, requires_grad=True) if with_bias else None
     wrt = [x, kernel] + ([bias] if with_bias else [])
 
