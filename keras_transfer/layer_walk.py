@@ -108,3 +108,62 @@ def layer_metrics_are_empty(layers):
 def losses_are_empty(layers):
     """Whether no layer (`layers[0]` included) holds a loss from `add_loss`."""
     return not any(layer._losses for layer in layers)
+
+
+class Walk:
+    """What a train step asks of a model's layers, from one pass over `order(model)`.
+
+    The separate functions above each go through every layer again; in a
+    step they run minutes of Python apart (the zero-grad, the loss, the
+    metrics, the parameter-dict check), each finding the layers out of the
+    processor's caches (0.7 ms for a BERT-base layout's 186 layers, against
+    0.17 ms for the same calls back to back). One pass touches each layer
+    and variable once and answers them all.
+    """
+
+    __slots__ = (
+        "layers",
+        "weights",
+        "trainable_weights",
+        "variable_tensors",
+        "layer_metrics_are_empty",
+        "losses_are_empty",
+        "holds_torch_modules",
+    )
+
+    def __init__(self, layers):
+        self.layers = layers
+        variables, tensors = [], []
+        add_variable, add_tensor = variables.append, tensors.append
+        metrics_empty = losses_empty = True
+        torch_modules = False
+        wrapper = keras.layers.TorchModuleWrapper
+        for index, layer in enumerate(layers):
+            for variable in layer._trainable_variables:
+                add_variable(variable)
+                add_tensor(variable._value)
+            for variable in layer._non_trainable_variables:
+                add_variable(variable)
+                add_tensor(variable._value)
+            for generator in layer._seed_generators:
+                add_tensor(generator.state._value)
+            if layer._losses:
+                losses_empty = False
+            if index and (layer._metrics or (isinstance(layer, Trainer) and getattr(layer, "compiled", False))):
+                metrics_empty = False
+            if isinstance(layer, wrapper):
+                torch_modules = True
+        if len(set(map(id, variables))) != len(variables):
+            variables = weights(layers)  # a variable tracked twice: Keras keeps its first place
+        self.weights = variables
+        self.trainable_weights = [v for v in variables if v.trainable] if layers[0].trainable else []
+        self.variable_tensors = tensors
+        self.layer_metrics_are_empty = metrics_empty
+        self.losses_are_empty = losses_empty
+        self.holds_torch_modules = torch_modules
+
+
+def walk(model):
+    """A `Walk` of `model`, or None where `order` gives none (ask Keras)."""
+    layers = order(model)
+    return None if layers is None else Walk(layers)

@@ -32,6 +32,19 @@ def assert_same_lists(model):
     # The same tensors as Keras' `variables` (each listed once there).
     tensors = layer_walk.variable_tensors(layers)
     assert {id(t) for t in tensors} == {id(v._value) for v in expected["variables"]}
+    assert_walk_matches(model, layers)
+
+
+def assert_walk_matches(model, layers):
+    """The one-pass `Walk` answers what the separate walks answer."""
+    walk = layer_walk.walk(model)
+    assert walk.layers == layers
+    assert ids(walk.weights) == ids(layer_walk.weights(layers))
+    assert ids(walk.trainable_weights) == ids(layer_walk.trainable_weights(layers))
+    assert ids(walk.variable_tensors) == ids(layer_walk.variable_tensors(layers))
+    assert walk.layer_metrics_are_empty == layer_walk.layer_metrics_are_empty(layers)
+    assert walk.losses_are_empty == layer_walk.losses_are_empty(layers)
+    assert walk.holds_torch_modules == any(isinstance(layer, keras.layers.TorchModuleWrapper) for layer in layers)
 
 
 class Pair(keras.layers.Layer):
@@ -129,6 +142,7 @@ def test_a_compiled_nested_model_takes_keras_metrics(model):
     model.train_on_batch(x, y)
     model.backbone.compile(loss="mse")
     assert not layer_walk.layer_metrics_are_empty(layer_walk.order(model))
+    assert not layer_walk.walk(model).layer_metrics_are_empty
     assert model.metrics == keras.Model.metrics.fget(model)
 
 
@@ -141,6 +155,8 @@ def test_a_metric_held_by_a_layer_is_reported_as_keras_reports_it(model):
     head._tracker.lock()
     assert model.metrics == keras.Model.metrics.fget(model)
     assert any(m.name == "extra" for m in model.metrics)
+    assert not layer_walk.walk(model).layer_metrics_are_empty
+    assert_walk_matches(model, layer_walk.order(model))
 
 
 def test_losses_from_add_loss_and_regularizers_match_keras(model):
@@ -156,6 +172,8 @@ def test_losses_from_add_loss_and_regularizers_match_keras(model):
     )
     head.add_loss(keras.ops.convert_to_tensor(2.0))
     assert len(model.losses) == 2 == len(keras.Model.losses.fget(model))
+    assert not layer_walk.walk(model).losses_are_empty
+    assert_walk_matches(model, layer_walk.order(model))
 
 
 def all_parameters_without_grads(model):
@@ -197,6 +215,7 @@ def test_a_model_with_a_torch_module_takes_torchs_zero_grad(model, monkeypatch):
     head._tracker.unlock()
     head.wrapped = keras.layers.TorchModuleWrapper(torch.nn.Linear(2, 2))
     head._tracker.lock()
+    assert layer_walk.walk(model).holds_torch_modules
     model.zero_grad()
     assert walked == [model]
 

@@ -159,15 +159,16 @@ class Task(distributed.DataParallel, keras.Model):
             cache[name] = read()
         return list(cache[name])  # a fresh list each time, as Keras returns
 
-    def _layer_order(self):
-        """`layer_walk.order(self)`, once per step: every layer, in the
-        order of Keras' recursive properties (None: ask Keras)."""
+    def _walk(self):
+        """`layer_walk.walk(self)`, once per step: every layer, in the order
+        of Keras' recursive properties, and what a step asks of them (None:
+        ask Keras)."""
         cache = self.__dict__.get("_kt_step_cache")
         if cache is None:
-            return layer_walk.order(self)
-        if "order" not in cache:
-            cache["order"] = layer_walk.order(self)
-        return cache["order"]
+            return layer_walk.walk(self)
+        if "walk" not in cache:
+            cache["walk"] = layer_walk.walk(self)
+        return cache["walk"]
 
     @property
     def trainable_weights(self):
@@ -177,16 +178,16 @@ class Task(distributed.DataParallel, keras.Model):
     def trainable_variables(self):
         """Keras' `trainable_variables`: the same list as `trainable_weights`
         (the variables Keras' `variables` adds, seed states, never train)."""
-        layers = self._layer_order()
-        if layers is None:
+        walk = self._walk()
+        if walk is None:
             return keras.Model.trainable_variables.fget(self)
-        return self._cached("trainable_weights", lambda: layer_walk.trainable_weights(layers))
+        return self._cached("trainable_weights", lambda: walk.trainable_weights)
 
     def _read_trainable_weights(self):
-        layers = self._layer_order()
-        if layers is None:
+        walk = self._walk()
+        if walk is None:
             return keras.Model.trainable_weights.fget(self)
-        return layer_walk.trainable_weights(layers)
+        return walk.trainable_weights
 
     @property
     def metrics(self):
@@ -195,8 +196,8 @@ class Task(distributed.DataParallel, keras.Model):
     def _read_metrics(self):
         """`Trainer.metrics`: when no layer has metrics of its own, its
         compiled ones and the model's, without the walk through every layer."""
-        layers = self._layer_order()
-        if layers is None or not layer_walk.layer_metrics_are_empty(layers):
+        walk = self._walk()
+        if walk is None or not walk.layer_metrics_are_empty:
             return keras.Model.metrics.fget(self)
         metrics = []
         if self.compiled:  # as `Trainer.metrics` lists them
@@ -213,8 +214,8 @@ class Task(distributed.DataParallel, keras.Model):
     def losses(self):
         """Keras' `losses`: with no `add_loss` losses anywhere, the weight
         regularization losses alone, without Keras' walk through every layer."""
-        layers = None if self._losses_override or in_stateless_scope() else self._layer_order()
-        if layers is None or not layer_walk.losses_are_empty(layers):
+        walk = None if self._losses_override or in_stateless_scope() else self._walk()
+        if walk is None or not walk.losses_are_empty:
             return keras.Model.losses.fget(self)
         return self._get_regularization_losses()
 
@@ -231,8 +232,8 @@ class Task(distributed.DataParallel, keras.Model):
         `set_to_none=False`, take torch's walk.
         """
         tracked = self.__dict__.get("_kt_tracked_tensors")
-        layers = self._layer_order() if set_to_none and tracked is not None else None
-        if layers is None or any(isinstance(layer, keras.layers.TorchModuleWrapper) for layer in layers):
+        walk = self._walk() if set_to_none and tracked is not None else None
+        if walk is None or walk.holds_torch_modules:
             return super().zero_grad(set_to_none=set_to_none)
         for variable in self.trainable_weights:
             tensor = variable._value
@@ -281,11 +282,8 @@ class Task(distributed.DataParallel, keras.Model):
         a replaced tensor rebuild it. The tensors come from one flat walk
         (`layer_walk`) where it applies, else from Keras' `variables`.
         """
-        layers = self._layer_order()
-        if layers is None:
-            tensors = [variable._value for variable in self.variables]
-        else:
-            tensors = layer_walk.variable_tensors(layers)
+        walk = self._walk()
+        tensors = [variable._value for variable in self.variables] if walk is None else walk.variable_tensors
         key = tuple(map(id, tensors))
         if self.__dict__.get("_kt_tracked_variables") == key and "_torch_params" in self._modules:
             return
