@@ -1031,3 +1031,77 @@ def test_graph_nodes_run_the_operation_keras_maps_them_to():
     assert fused._operation_for_node(model, node) is stand_in is model._get_operation_for_node(node)
     model._nnx_op_mapping = {}
     assert fused._operation_for_node(model, node) is dense is model._get_operation_for_node(node)
+
+
+@pytest.fixture
+def no_kept_masks():
+    fused._mask_memo.clear()
+    yield
+    fused._mask_memo.clear()
+
+
+def _counting(monkeypatch, module, name):
+    """Counts the calls of `module.name`, which still runs."""
+    calls = []
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("preset_name", ["bert_preset", "gpt2_preset"])
+def test_a_padded_batchs_attention_mask_is_made_once_per_forward_pass(preset_name, request, monkeypatch, no_kept_masks):
+    model = kt.TextClassifier.from_preset(request.getfixturevalue(preset_name), num_classes=2, sequence_length=12)
+    batch = model.preprocessor(["a good film", TEXTS[0], "bad"])  # padded rows
+    blocks = len(model.backbone.transformer_layers)
+    assert blocks > 1
+    expected = _numpy(model.predict_on_batch(batch))
+    fused._mask_memo.clear()
+    made = _counting(monkeypatch, fused, "_additive_mask")
+    got = _numpy(model.predict_on_batch(batch))
+    np.testing.assert_array_equal(got, expected)
+    assert len(made) == 1  # not once per block
+    # Without the memo (every block makes its own): the same numbers.
+    monkeypatch.setattr(fused, "_memoized_mask", lambda kind, sources, extra, make: make())
+    np.testing.assert_array_equal(_numpy(model.predict_on_batch(batch)), expected)
+    assert len(made) == 1 + blocks
+
+
+def test_kept_masks_follow_their_sources(no_kept_masks):
+    padding = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.int32)
+    calls = []
+
+    def make():
+        calls.append(1)
+        return padding.clone()
+
+    first = fused._memoized_mask("test", (padding, None), ("float32",), make)
+    assert fused._memoized_mask("test", (padding, None), ("float32",), make) is first
+    assert len(calls) == 1
+    padding[0, 2] = 1  # written in place: made again
+    assert torch.equal(fused._memoized_mask("test", (padding, None), ("float32",), make), padding)
+    assert len(calls) == 2
+    fused._memoized_mask("test", (padding.clone(), None), ("float32",), make)  # another tensor, equal values
+    fused._memoized_mask("test", (padding, None), ("bfloat16",), make)  # another dtype
+    fused._memoized_mask("test", (padding, torch.ones(2, 3, 3)), ("bfloat16",), make)  # another source
+    assert len(calls) == 5
+    with torch.inference_mode():  # nothing made in inference mode serves outside it, nor the reverse
+        kept = fused._memoized_mask("test", (padding, None), ("bfloat16",), make)
+        assert kept.is_inference()
+    assert not fused._memoized_mask("test", (padding, None), ("bfloat16",), make).is_inference()
+    assert len(calls) == 7
+    fused._memoized_mask("test", (np.ones((2, 3)), None), ("bfloat16",), make)  # not a tensor: no memo
+    fused._memoized_mask("test", (np.ones((2, 3)), None), ("bfloat16",), make)
+    assert len(calls) == 9
+
+
+def test_masks_are_made_afresh_while_torch_compile_traces(monkeypatch, no_kept_masks):
+    padding = torch.ones(2, 3, dtype=torch.int32)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    made = [fused._memoized_mask("test", (padding,), (), lambda: padding.clone()) for _ in range(2)]
+    assert made[0] is not made[1]
+    assert fused._mask_memo == {}
