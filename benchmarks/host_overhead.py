@@ -18,6 +18,7 @@ model); HF transformers eager. Medians and the median of per-round ratios.
     python benchmarks/host_overhead.py             # about 1 min
     python benchmarks/host_overhead.py --smoke     # seconds
     python benchmarks/host_overhead.py --cuda-paths  # the paths a CUDA step takes
+    python benchmarks/host_overhead.py --padded      # with padding, as real batches have
 
 On a CPU, keras_transfer keeps Keras' unfused attention for training with
 dropout in bf16 (torch's CPU kernel is slower there); on a GPU it takes the
@@ -43,6 +44,7 @@ MODELS = {
     "GPT-2-small layout": ("gpt2", dict(vocabulary_size=1000, max_sequence_length=64, **WIDTHS)),
 }
 BATCH, LENGTH = 2, 16
+PADDED = 4  # --padded: positions of the second row that are padding
 MODES = ("inference", "frozen", "finetune")
 WARMUP = 5
 STEPS = 40
@@ -57,6 +59,11 @@ def parse_args():
     parser.add_argument(
         "--cuda-paths", action="store_true",
         help="take the attention path a CUDA device takes (the fused kernel with dropout in bf16)",
+    )
+    parser.add_argument(
+        "--padded", action="store_true",
+        help=f"pad the last {PADDED} positions of one row of each batch (real batches have padding, "
+             "and a mask to build); without it every position attends",
     )
     common.common_arguments(parser, threads=1)
     args = parser.parse_args()
@@ -86,6 +93,9 @@ def main():
     rows = []
     for model_name, (family, config) in MODELS.items():
         kt_x, kt_y, hf_x, hf_y = gpu_throughput.make_inputs(torch, device, family, config, BATCH, LENGTH)
+        if args.padded:
+            kt_x["padding_mask"][1, -PADDED:] = 0
+            hf_x["attention_mask"][1, -PADDED:] = 0
         for mode in MODES:
             keras.utils.set_random_seed(0)
             steps = {"kt": gpu_throughput.kt_cases(gpu_throughput.build_kt(family, config), mode, (kt_x, kt_y))}
@@ -122,6 +132,8 @@ def main():
             f"{WIDTHS['num_heads']} heads) at hidden {WIDTHS['hidden_dim']}, intermediate "
             f"{WIDTHS['intermediate_dim']}, random weights; batch {BATCH} x {LENGTH}; torch threads {threads}",
             "precision: Keras mixed_bfloat16 policy, HF torch.autocast(bfloat16), as benchmarks/gpu_throughput.py",
+            (f"padding: the last {PADDED} positions of the second row (--padded)" if args.padded
+             else "padding: none, every position attends (--padded for a padded row)"),
             "attention in training: "
             + ("the fused kernel with dropout, as on CUDA (--cuda-paths)" if args.cuda_paths
                else "Keras' unfused path in bf16, as on a CPU (--cuda-paths for CUDA's)"),

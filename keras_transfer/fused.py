@@ -114,6 +114,7 @@ except ImportError:  # a KerasHub without vLLM serving
 _FUSED = "_kt_fused_plan"
 _linear = torch.nn.functional.linear
 _addmm = torch.addmm
+_identity = keras.activations.linear
 _mm = torch.mm
 _GRAPH_PLAN = "_kt_graph_plan"
 _DTYPES = "_kt_dtypes"
@@ -834,15 +835,21 @@ def _flat_block(block, x, attend, mask, training):
         gamma = None if layer.gamma is None else read(layer.gamma, layer.autocast)
         return gamma, None if layer.beta is None else read(layer.beta, layer.autocast)
 
-    w_query, w_key, w_value, w_output, w_intermediate, w_ff_output = projections = [
-        weights(layer) for layer in (query_dense, key_dense, value_dense, output_dense, intermediate, output)
+    qkv_layers = (query_dense, key_dense, value_dense)
+    # Frozen query, key and value projections under a casting scope, with
+    # no gradient to take through them, run as one matrix product (`_frozen_qkv`).
+    qkv = None if x.requires_grad and torch.is_grad_enabled() else _frozen_qkv(qkv_layers, target, x)
+    w_output, w_intermediate, w_ff_output = projections = [
+        weights(layer) for layer in (output_dense, intermediate, output)
     ]
+    if qkv is None:
+        w_query, w_key, w_value = qkv_projections = [weights(layer) for layer in qkv_layers]
+        projections = qkv_projections + projections
     w_norm1, w_norm2 = norm_weights(norm1), norm_weights(norm2)
     if uninitialized:
         return None
-    if (
-        any(tensor is not None and tensor.dtype != x.dtype for tensor in chain.from_iterable(projections))
-        or x.shape[-1] != w_query[0].shape[0]
+    if any(tensor is not None and tensor.dtype != x.dtype for tensor in chain.from_iterable(projections)) or (
+        qkv is None and x.shape[-1] != w_query[0].shape[0]
     ):
         return None  # the direct path falls back (or fails) as Keras does
 
@@ -866,9 +873,12 @@ def _flat_block(block, x, attend, mask, training):
     residual = x
     if block.normalize_first:
         x = normalize(norm1, x, w_norm1)
-    query = project(query_dense, x, w_query)
-    key = project(key_dense, x, w_key)
-    value = project(value_dense, x, w_value)
+    if qkv is None:
+        query = project(query_dense, x, w_query)
+        key = project(key_dense, x, w_key)
+        value = project(value_dense, x, w_value)
+    else:
+        query, key, value = _project_qkv(x, *qkv)
     h, _ = _fused_compute_attention(
         attention, query, key, value, mask, training, False, **({"use_causal_mask": True} if causal else {})
     )
@@ -895,6 +905,75 @@ _BLOCK_SUBLAYERS = (
     "_feedforward_intermediate_dense",
     "_feedforward_output_dense",
 )
+
+
+def _frozen_qkv(layers, target, x):
+    """`(weight, bias, kernel_shape)` for a block's query, key and value
+    projections (`layers`) as one: their kernels side by side as one
+    `(inputs, 3 * heads * size)` matrix and their biases as one vector, cast
+    to `target`; or None.
+
+    A frozen block under a mixed-precision policy keeps a cast of each
+    weight (`_frozen_cast`) and makes three matrix products from one
+    input. With the three kernels in one matrix it makes one: two kernel
+    launches and ten dispatched ops fewer per block on a GPU, the same
+    memory as the three casts it replaces. Each output is the same dot
+    product over the same inputs (the query's, key's and value's columns
+    of one product; this CPU's kernels give the same bits, which the tests
+    check); only where nothing differentiates through it,
+    since the input's gradient would add the three parts in another order
+    (the caller checks the input; this, that no weight trains).
+    Kept with the query projection until one of the six tensors is
+    replaced or written (torch's version counters) or `target` changes.
+    None where a weight trains, is not cast (`target` None, `autocast`
+    off), is uninitialized, or the three differ in shape, bias or activation.
+    """
+    if target is None:
+        return None
+    sources = []
+    for layer in layers:
+        if layer.activation not in (None, _identity):  # Keras' default: `linear`, which returns its input
+            return None
+        for variable in (layer._kernel, layer.bias):
+            if variable is None:
+                sources.append(None)
+                continue
+            value = variable._value
+            if value is None or value.requires_grad or not variable._autocast or not value.is_floating_point():
+                return None
+            sources.append(value)
+    kernels, biases = sources[0::2], sources[1::2]
+    shape = kernels[0].shape
+    if any(kernel.shape != shape for kernel in kernels) or len(shape) != 3 or x.shape[-1] != shape[0]:
+        return None
+    if any(bias is None for bias in biases) and any(bias is not None for bias in biases):
+        return None
+    versions = tuple(None if source is None else source._version for source in sources)
+    kept = layers[0].__dict__.get("_kt_frozen_qkv")
+    if (
+        kept is not None
+        and kept[2] is target
+        and kept[1] == versions
+        and all(ref() is source for ref, source in zip(kept[0], sources) if source is not None)
+    ):
+        return kept[3]
+    with torch.inference_mode(False), torch.no_grad():  # usable outside inference mode too
+        weight = torch.cat([kernel.reshape(shape[0], -1) for kernel in kernels], dim=1).to(target)
+        bias = None if biases[0] is None else torch.cat([bias.reshape(-1) for bias in biases]).to(target)
+    qkv = (weight, bias, shape)
+    # Weak references: a replaced tensor is not kept alive by its old copy.
+    refs = tuple(None if source is None else weakref.ref(source) for source in sources)
+    layers[0].__dict__["_kt_frozen_qkv"] = (refs, versions, target, qkv)
+    return qkv
+
+
+def _project_qkv(x, weight, bias, kernel_shape):
+    """Query, key and value (each `(batch, sequence, heads, size)`, strided
+    views of one product) from `_frozen_qkv`'s weights."""
+    batch, steps = x.shape[0], x.shape[1]
+    rows = x.reshape(batch * steps, kernel_shape[0])
+    y = _mm(rows, weight) if bias is None else _addmm(bias, rows, weight)
+    return y.view(batch, steps, 3, kernel_shape[1], kernel_shape[2]).unbind(2)
 
 
 def _flat_block_layers(block, attend):

@@ -73,7 +73,7 @@ def runs(tmp_path_factory):
         if script == "gpu_throughput.py":
             command += ["--out", str(logs / "gpu_throughput.md"), "--shapes", "16:2,8:3"]
         if script == "host_overhead.py":
-            command.append("--cuda-paths")
+            command += ["--cuda-paths", "--padded"]
         log = logs / f"{script}.log"
         with open(log, "w") as file:
             process = subprocess.Popen(
@@ -119,6 +119,7 @@ def test_benchmark_smoke_run(runs, script):
         assert shapes == {("16", "2"), ("8", "3")}, shapes  # --shapes: length:batch pairs
     if script == "host_overhead.py":
         assert "the fused kernel with dropout, as on CUDA (--cuda-paths)" in output
+        assert "padding: the last 4 positions of the second row (--padded)" in output
     if script == "launch_profile.py":
         for line in output.splitlines():
             if line.startswith("| tiny-"):

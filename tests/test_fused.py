@@ -1105,3 +1105,64 @@ def test_masks_are_made_afresh_while_torch_compile_traces(monkeypatch, no_kept_m
     made = [fused._memoized_mask("test", (padding,), (), lambda: padding.clone()) for _ in range(2)]
     assert made[0] is not made[1]
     assert fused._mask_memo == {}
+
+
+@pytest.mark.parametrize("preset_name", ["bert_preset", "gpt2_preset"])
+def test_frozen_query_key_value_projections_run_as_one_product_with_the_same_numbers(
+    preset_name, request, monkeypatch
+):
+    model = kt.TextClassifier.from_preset(
+        request.getfixturevalue(preset_name), num_classes=2, sequence_length=12, dtype="mixed_bfloat16"
+    )
+    _randomize(model.backbone)
+    batch = model.preprocessor(["a good film", TEXTS[0], "bad"])
+    query = model.backbone.transformer_layers[0]._self_attention_layer._query_dense
+    fused_out = _numpy(model.predict_on_batch(batch))
+    assert "_kt_frozen_qkv" in query.__dict__  # the one-product path ran
+    weight, bias, shape = query._kt_frozen_qkv[3]
+    last_weight = model.backbone.transformer_layers[-1]._self_attention_layer._query_dense._kt_frozen_qkv[3][0]
+    assert weight.dtype == torch.bfloat16 and weight.shape == (shape[0], 3 * shape[1] * shape[2])
+    with monkeypatch.context() as patch:
+        patch.setattr(fused, "_frozen_qkv", lambda layers, target, x: None)
+        np.testing.assert_array_equal(_numpy(model.predict_on_batch(batch)), fused_out)
+    # New weights show at once.
+    value_kernel = model.backbone.transformer_layers[-1]._self_attention_layer._value_dense._kernel
+    value_kernel.assign(_numpy(value_kernel) * 3.0)
+    changed = _numpy(model.predict_on_batch(batch))
+    last_query = model.backbone.transformer_layers[-1]._self_attention_layer._query_dense
+    assert last_query._kt_frozen_qkv[3][0] is not last_weight
+    assert query._kt_frozen_qkv[3][0] is weight  # the unchanged block's kept
+    with monkeypatch.context() as patch:
+        patch.setattr(fused, "_frozen_qkv", lambda layers, target, x: None)
+        np.testing.assert_array_equal(_numpy(model.predict_on_batch(batch)), changed)
+    assert not np.array_equal(changed, fused_out)
+
+
+def test_the_one_product_path_is_left_where_it_would_change_the_numbers(bert_preset):
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=12, dtype="mixed_bfloat16")
+    layers = [
+        getattr(model.backbone.transformer_layers[0]._self_attention_layer, name)
+        for name in ("_query_dense", "_key_dense", "_value_dense")
+    ]
+    x = torch.zeros(2, 4, layers[0]._kernel.shape[0], dtype=torch.bfloat16)
+    assert fused._frozen_qkv(layers, torch.bfloat16, x) is not None  # frozen, cast: one product
+    assert fused._frozen_qkv(layers, None, x) is None  # nothing to cast: no copy is made
+    assert fused._frozen_qkv(layers, torch.bfloat16, x[..., :-1]) is None  # the direct path's error
+    kt.unfreeze(model)  # weights that train: their gradients need the three products
+    assert fused._frozen_qkv(layers, torch.bfloat16, x) is None
+    kt.freeze(model)
+    layers[1].activation = keras.activations.get("relu")
+    assert fused._frozen_qkv(layers, torch.bfloat16, x) is None
+    # A block whose input takes a gradient keeps the three products (the
+    # input's gradient would add the three parts in another order).
+    layers[1].activation = None
+    query = layers[0]
+    batch = model.preprocessor(["a good film", "bad"])
+    with torch.enable_grad():
+        query.__dict__.pop("_kt_frozen_qkv", None)
+        model(batch, training=False)  # a frozen backbone: nothing to differentiate
+        assert "_kt_frozen_qkv" in query.__dict__
+        query.__dict__.pop("_kt_frozen_qkv")
+        model.backbone.token_embedding.trainable = True  # the blocks' inputs take gradients now
+        model(batch, training=False)
+        assert "_kt_frozen_qkv" not in query.__dict__
