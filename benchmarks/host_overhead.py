@@ -21,9 +21,10 @@ model); HF transformers eager. Medians and the median of per-round ratios.
     python benchmarks/host_overhead.py --padded      # with padding, as real batches have
 
 On a CPU, keras_transfer keeps Keras' unfused attention for training with
-dropout in bf16 (torch's CPU kernel is slower there); on a GPU it takes the
-fused kernel. `--cuda-paths` makes the CPU run take the GPU's path, so the
-host work timed is the one a CUDA training step does.
+dropout in bf16 (torch's CPU kernel is slower there), and three query, key
+and value products where weights train; on a GPU it takes the fused kernel
+and one joint product. `--cuda-paths` makes the CPU run take the GPU's
+paths, so the host work timed is the one a CUDA training step does.
 """
 
 import argparse
@@ -58,7 +59,8 @@ def parse_args():
     parser.add_argument("--no-keras-kernels", action="store_true", help="skip the fused.unfuse contender")
     parser.add_argument(
         "--cuda-paths", action="store_true",
-        help="take the attention path a CUDA device takes (the fused kernel with dropout in bf16)",
+        help="take the paths a CUDA device takes (the fused attention kernel with dropout in bf16, "
+             "one joint query/key/value product in training)",
     )
     parser.add_argument(
         "--padded", action="store_true",
@@ -85,6 +87,7 @@ def main():
     device = torch.device("cpu")
     if args.cuda_paths:
         fused._UNFUSED_HALF_DROPOUT_DEVICES = ()
+        fused._JOINT_QKV_DEVICES = ("cpu", "cuda")
     names = {
         "inference": "inference (forward only)",
         "frozen": "frozen backbone, head training step",
@@ -135,7 +138,8 @@ def main():
             (f"padding: the last {PADDED} positions of the second row (--padded)" if args.padded
              else "padding: none, every position attends (--padded for a padded row)"),
             "attention in training: "
-            + ("the fused kernel with dropout, as on CUDA (--cuda-paths)" if args.cuda_paths
+            + ("the fused kernel with dropout and one joint query/key/value product, as on CUDA (--cuda-paths)"
+               if args.cuda_paths
                else "Keras' unfused path in bf16, as on a CPU (--cuda-paths for CUDA's)"),
             "steps: gpu_throughput.kt_cases / hf_cases (train_on_batch / predict_on_batch; HF eager loop, "
             "fused AdamW)",

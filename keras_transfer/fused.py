@@ -835,17 +835,25 @@ def _flat_block(block, x, attend, mask, training):
         gamma = None if layer.gamma is None else read(layer.gamma, layer.autocast)
         return gamma, None if layer.beta is None else read(layer.beta, layer.autocast)
 
+    w_norm1, w_norm2 = norm_weights(norm1), norm_weights(norm2)
     qkv_layers = (query_dense, key_dense, value_dense)
     # Frozen query, key and value projections under a casting scope, with
-    # no gradient to take through them, run as one matrix product (`_frozen_qkv`).
-    qkv = None if x.requires_grad and torch.is_grad_enabled() else _frozen_qkv(qkv_layers, target, x)
+    # no gradient to take through them (nor through a layer norm before
+    # them), run as one matrix product on kept weights (`_frozen_qkv`); on
+    # a CUDA device, any run as one (`_joint_qkv`).
+    differentiates = torch.is_grad_enabled() and (
+        x.requires_grad
+        or (block.normalize_first and any(w is not None and w.requires_grad for w in w_norm1))
+    )
+    qkv = None if differentiates else _frozen_qkv(qkv_layers, target, x)
+    if qkv is None and x.device.type in _JOINT_QKV_DEVICES:
+        qkv = _joint_qkv(qkv_layers, target, x)
     w_output, w_intermediate, w_ff_output = projections = [
         weights(layer) for layer in (output_dense, intermediate, output)
     ]
     if qkv is None:
         w_query, w_key, w_value = qkv_projections = [weights(layer) for layer in qkv_layers]
         projections = qkv_projections + projections
-    w_norm1, w_norm2 = norm_weights(norm1), norm_weights(norm2)
     if uninitialized:
         return None
     if any(tensor is not None and tensor.dtype != x.dtype for tensor in chain.from_iterable(projections)) or (
@@ -907,29 +915,13 @@ _BLOCK_SUBLAYERS = (
 )
 
 
-def _frozen_qkv(layers, target, x):
-    """`(weight, bias, kernel_shape)` for a block's query, key and value
-    projections (`layers`) as one: their kernels side by side as one
-    `(inputs, 3 * heads * size)` matrix and their biases as one vector, cast
-    to `target`; or None.
-
-    A frozen block under a mixed-precision policy keeps a cast of each
-    weight (`_frozen_cast`) and makes three matrix products from one
-    input. With the three kernels in one matrix it makes one: two kernel
-    launches and ten dispatched ops fewer per block on a GPU, the same
-    memory as the three casts it replaces. Each output is the same dot
-    product over the same inputs (the query's, key's and value's columns
-    of one product; this CPU's kernels give the same bits, which the tests
-    check); only where nothing differentiates through it,
-    since the input's gradient would add the three parts in another order
-    (the caller checks the input; this, that no weight trains).
-    Kept with the query projection until one of the six tensors is
-    replaced or written (torch's version counters) or `target` changes.
-    None where a weight trains, is not cast (`target` None, `autocast`
-    off), is uninitialized, or the three differ in shape, bias or activation.
-    """
-    if target is None:
-        return None
+def _qkv_sources(layers, x, target, frozen):
+    """The kernels and biases (raw tensors) of a block's query, key and
+    value projections, and their common kernel shape; or None where they
+    cannot run as one product: an activation, an uninitialized or integer
+    weight, one Keras would not cast, shapes or biases that differ, an
+    input of another width or (once cast to `target`) dtype; with
+    `frozen`, a weight that trains."""
     sources = []
     for layer in layers:
         if layer.activation not in (None, _identity):  # Keras' default: `linear`, which returns its input
@@ -939,7 +931,13 @@ def _frozen_qkv(layers, target, x):
                 sources.append(None)
                 continue
             value = variable._value
-            if value is None or value.requires_grad or not variable._autocast or not value.is_floating_point():
+            if (
+                value is None
+                or (frozen and value.requires_grad)
+                or not variable._autocast
+                or not value.is_floating_point()
+                or (value.dtype if target is None else target) != x.dtype
+            ):
                 return None
             sources.append(value)
     kernels, biases = sources[0::2], sources[1::2]
@@ -948,6 +946,48 @@ def _frozen_qkv(layers, target, x):
         return None
     if any(bias is None for bias in biases) and any(bias is not None for bias in biases):
         return None
+    return sources, shape
+
+
+def _joined(sources, shape, target):
+    """`(weight, bias)`: the three kernels side by side as one `(inputs,
+    3 * heads * size)` matrix and the biases as one vector, cast to
+    `target` (None: as they are). The cast of the joined tensor is the
+    cast of each part, and its gradient goes back to each part."""
+    kernels, biases = sources[0::2], sources[1::2]
+    weight = torch.cat([kernel.reshape(shape[0], -1) for kernel in kernels], dim=1)
+    bias = None if biases[0] is None else torch.cat([bias.reshape(-1) for bias in biases])
+    if target is not None:
+        weight = _cast(weight, target)
+        bias = None if bias is None else _cast(bias, target)
+    return weight, bias
+
+
+def _frozen_qkv(layers, target, x):
+    """`(weight, bias, kernel_shape)` for a block's query, key and value
+    projections (`layers`) as one (`_joined`), kept; or None.
+
+    A frozen block under a mixed-precision policy keeps a cast of each
+    weight (`_frozen_cast`) and makes three matrix products from one
+    input. With the three kernels in one matrix it makes one: two kernel
+    launches and ten dispatched ops fewer per block on a GPU, the same
+    memory as the three casts it replaces. Each output is the same dot
+    product over the same inputs (the query's, key's and value's columns
+    of one product; this CPU's kernels give the same bits, which the tests
+    check); only where nothing differentiates through it, since the
+    input's gradient would add the three parts in another order (the
+    caller checks the input; this, that no weight trains). Kept with the
+    query projection until one of the six tensors is replaced or written
+    (torch's version counters) or `target` changes. None where nothing is
+    cast (`target` None: a kept copy would be extra memory) and where
+    `_qkv_sources` finds none.
+    """
+    if target is None:
+        return None
+    found = _qkv_sources(layers, x, target, frozen=True)
+    if found is None:
+        return None
+    sources, shape = found
     versions = tuple(None if source is None else source._version for source in sources)
     kept = layers[0].__dict__.get("_kt_frozen_qkv")
     if (
@@ -958,13 +998,33 @@ def _frozen_qkv(layers, target, x):
     ):
         return kept[3]
     with torch.inference_mode(False), torch.no_grad():  # usable outside inference mode too
-        weight = torch.cat([kernel.reshape(shape[0], -1) for kernel in kernels], dim=1).to(target)
-        bias = None if biases[0] is None else torch.cat([bias.reshape(-1) for bias in biases]).to(target)
-    qkv = (weight, bias, shape)
+        qkv = (*_joined(sources, shape, target), shape)
     # Weak references: a replaced tensor is not kept alive by its old copy.
     refs = tuple(None if source is None else weakref.ref(source) for source in sources)
     layers[0].__dict__["_kt_frozen_qkv"] = (refs, versions, target, qkv)
     return qkv
+
+
+# Devices where a block's query, key and value projections run as one
+# product in training too (`_joint_qkv`). Its input gradient adds the three
+# parts in one matrix product instead of three plus two additions, which
+# rounds differently; on a CUDA device, where the step is bound by the
+# host's time to launch kernels at the batch sizes of fine-tuning, it saves
+# 11 ops and about 15 kernel launches per block and step, as HF's GPT-2
+# does with its joint `c_attn`. On a CPU the arithmetic sets the pace and
+# the blocks keep the three products (and bit-for-bit the same gradients
+# as Keras' layers). `benchmarks/host_overhead.py --cuda-paths` adds "cpu".
+_JOINT_QKV_DEVICES = ("cuda",)
+
+
+def _joint_qkv(layers, target, x):
+    """`(weight, bias, kernel_shape)` joined afresh for this call (weights
+    that train: autograd sees the concatenation and cast), or None."""
+    found = _qkv_sources(layers, x, target, frozen=False)
+    if found is None:
+        return None
+    sources, shape = found
+    return (*_joined(sources, shape, target), shape)
 
 
 def _project_qkv(x, weight, bias, kernel_shape):

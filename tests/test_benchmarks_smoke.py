@@ -118,7 +118,7 @@ def test_benchmark_smoke_run(runs, script):
                   if line.startswith("| tiny-")}
         assert shapes == {("16", "2"), ("8", "3")}, shapes  # --shapes: length:batch pairs
     if script == "host_overhead.py":
-        assert "the fused kernel with dropout, as on CUDA (--cuda-paths)" in output
+        assert "the fused kernel with dropout and one joint query/key/value product, as on CUDA" in output
         assert "padding: the last 4 positions of the second row (--padded)" in output
     if script == "launch_profile.py":
         for line in output.splitlines():

@@ -249,3 +249,32 @@ def test_a_hooked_softmax_keeps_keras_own_attention(monkeypatch):
     finally:
         handle.remove()
     assert seen  # the hook ran
+
+
+@pytest.mark.parametrize("architecture", ["bert", "gpt2"])
+@pytest.mark.parametrize("dtype", [None, "mixed_bfloat16"])
+@pytest.mark.parametrize("padding", [False, True])
+def test_joint_query_key_value_projections_train_as_the_three_do(architecture, dtype, padding, monkeypatch):
+    # On a CUDA device (`_JOINT_QKV_DEVICES`) a block's query, key and value
+    # projections run as one product in training too: the same outputs and
+    # weight gradients; the input's gradient adds the three parts in one
+    # product, which rounds differently.
+    monkeypatch.setattr(fused, "_JOINT_QKV_DEVICES", ("cpu",))
+    joined = []
+    original = fused._joint_qkv
+    monkeypatch.setattr(fused, "_joint_qkv", lambda *args: joined.append(1) or original(*args))
+    backbone, batch = backbone_and_batch(architecture, dtype)
+    if padding:
+        batch["padding_mask"][1, 6:] = False
+    for training in (True, False):
+        joined.clear()
+        flat, direct = run_both(backbone, batch, training, monkeypatch)
+        assert len(joined) == 2  # each block, on the flat run
+        np.testing.assert_array_equal(flat[0], direct[0])
+        # Rounding apart: within a millionth of the largest gradient in
+        # float32, and within bfloat16's own step (2**-8) in mixed precision.
+        scale = max(np.abs(g).max() for g in direct[1])
+        tolerance = 1e-6 if dtype is None else 2e-3
+        assert len(flat[1]) == len(direct[1]) > 0
+        for a, b in zip(flat[1], direct[1]):
+            assert np.abs(a - b).max() <= tolerance * scale
