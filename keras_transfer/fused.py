@@ -498,7 +498,7 @@ def _layer_norm(layer, x, gamma, beta, first_axis, compute_dtype):
     """The arithmetic of `_fused_layer_norm_call` over `x`'s axes from
     `first_axis` on, with the weights' tensors as read in the layer's scope."""
     original = x.dtype
-    compute = torch.promote_types(original, torch.float32)
+    compute = _promoted_to_float32(original)
     if gamma is not None:
         gamma = _cast(gamma, compute)
     if beta is not None:
@@ -506,6 +506,15 @@ def _layer_norm(layer, x, gamma, beta, first_axis, compute_dtype):
     epsilon = keras.config.epsilon() if layer.epsilon is None else layer.epsilon
     y = torch.nn.functional.layer_norm(_cast(x, compute), x.shape[first_axis:], gamma, beta, epsilon)
     return _cast(_cast(y, original), compute_dtype)
+
+
+def _promoted_to_float32(dtype, _cache={}):  # noqa: B006 - the cache is meant to persist
+    """`torch.promote_types(dtype, torch.float32)`, remembered: the call is a
+    dispatched op (about 1 µs), made for each layer norm of each step."""
+    promoted = _cache.get(dtype)
+    if promoted is None:
+        promoted = _cache[dtype] = torch.promote_types(dtype, torch.float32)
+    return promoted
 
 
 def _cast(x, dtype):
@@ -955,8 +964,10 @@ def _joined(sources, shape, target):
     `target` (None: as they are). The cast of the joined tensor is the
     cast of each part, and its gradient goes back to each part."""
     kernels, biases = sources[0::2], sources[1::2]
-    weight = torch.cat([kernel.reshape(shape[0], -1) for kernel in kernels], dim=1)
-    bias = None if biases[0] is None else torch.cat([bias.reshape(-1) for bias in biases])
+    # (inputs, heads, size) side by side on the heads axis, then flattened:
+    # the query's columns, the key's, the value's.
+    weight = torch.cat(kernels, dim=1).view(shape[0], -1)
+    bias = None if biases[0] is None else torch.cat(biases).view(-1)
     if target is not None:
         weight = _cast(weight, target)
         bias = None if bias is None else _cast(bias, target)

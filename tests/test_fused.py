@@ -1166,3 +1166,9 @@ def test_the_one_product_path_is_left_where_it_would_change_the_numbers(bert_pre
         model.backbone.token_embedding.trainable = True  # the blocks' inputs take gradients now
         model(batch, training=False)
         assert "_kt_frozen_qkv" not in query.__dict__
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_layer_norms_compute_in_the_dtype_torch_promotes_to(dtype):
+    assert fused._promoted_to_float32(dtype) is torch.promote_types(dtype, torch.float32)
+    assert fused._promoted_to_float32(dtype) is fused._promoted_to_float32(dtype)
