@@ -185,9 +185,9 @@ def _autocast_value(variable, value, target):
         return value
     if value.requires_grad:
         variable.__dict__.pop("_kt_frozen_cast", None)  # trains now: let a kept copy go
-        return value.to(target)
+        return _to(value, target)
     if torch.is_inference_mode_enabled():
-        return value.to(target)
+        return _to(value, target)
     return _frozen_cast(variable, value, target)
 
 
@@ -209,7 +209,7 @@ def _frozen_cast(variable, value, target):
     kept = variable.__dict__.get("_kt_frozen_cast")
     if kept is not None and kept[0]() is value and kept[1] == value._version and kept[2] is target:
         return kept[3]
-    cast = value.to(target)
+    cast = _to(value, target)
     # A weak reference: a replaced tensor is not kept alive by its old cast.
     variable._kt_frozen_cast = (weakref.ref(value), value._version, target, cast)
     return cast
@@ -521,7 +521,25 @@ def _cast(x, dtype):
     """`x.to(dtype)` without dispatching an op when `x` already has that dtype
     (`to` then returns `x` itself): about 1 µs each, 3 of a layer norm's 5
     `to` calls under mixed precision."""
-    return x if x.dtype == dtype else x.to(dtype)
+    return x if x.dtype == dtype else _to(x, dtype)
+
+
+# The dtype-specific cast methods: the same op as `x.to(dtype)` (and the
+# same autograd node), without its argument parsing (1 µs less per call;
+# a fine-tuning step casts every weight and each layer norm's input and
+# output, 180 casts per BERT-base-layout step).
+_CASTS = {
+    torch.bfloat16: torch.Tensor.bfloat16,
+    torch.float16: torch.Tensor.half,
+    torch.float32: torch.Tensor.float,
+    torch.float64: torch.Tensor.double,
+}
+
+
+def _to(x, dtype):
+    """`x.to(dtype)`."""
+    cast = _CASTS.get(dtype)
+    return x.to(dtype) if cast is None else cast(x)
 
 
 _DTypes = collections.namedtuple("_DTypes", "policy input_torch compute variable float_compute compute_torch")

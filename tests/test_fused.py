@@ -1172,3 +1172,14 @@ def test_the_one_product_path_is_left_where_it_would_change_the_numbers(bert_pre
 def test_layer_norms_compute_in_the_dtype_torch_promotes_to(dtype):
     assert fused._promoted_to_float32(dtype) is torch.promote_types(dtype, torch.float32)
     assert fused._promoted_to_float32(dtype) is fused._promoted_to_float32(dtype)
+
+
+@pytest.mark.parametrize("source", [torch.float32, torch.bfloat16, torch.float16, torch.int32])
+@pytest.mark.parametrize("target", [torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.int64])
+def test_casts_are_torchs_to(source, target):
+    x = (torch.arange(-6, 6) * 1.37).to(source)
+    if source.is_floating_point:
+        x.requires_grad_()
+    expected, got = x.to(target), fused._to(x, target)
+    assert got.dtype == target and torch.equal(got, expected)
+    assert type(got.grad_fn) is type(expected.grad_fn)
