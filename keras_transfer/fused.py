@@ -115,6 +115,31 @@ _FUSED = "_kt_fused_plan"
 _linear = torch.nn.functional.linear
 _addmm = torch.addmm
 _identity = keras.activations.linear
+
+
+def _gelu_tanh(x):
+    return torch.nn.functional.gelu(x, approximate="tanh")
+
+
+# Keras activations (as layers hold them) and the torch call each makes on
+# a torch tensor: Keras' op goes through its symbolic-tensor check and
+# tensor conversion first (5 µs a call, one per block's feedforward layer).
+_TORCH_ACTIVATIONS = {
+    keras.activations.linear: lambda x: x,
+    keras.activations.gelu: torch.nn.functional.gelu,  # `approximate=False`, as a layer calls it
+}
+try:  # KerasHub's BERT / GPT-2 feedforward activation
+    from keras_hub.src.utils.keras_utils import gelu_approximate as _keras_hub_gelu_approximate
+
+    _TORCH_ACTIVATIONS[_keras_hub_gelu_approximate] = _gelu_tanh
+except ImportError:  # pragma: no cover - a KerasHub without it
+    pass
+
+
+def _activate(activation, x):
+    """`activation(x)` for a torch tensor `x`, the torch call Keras makes."""
+    direct = _TORCH_ACTIVATIONS.get(activation)
+    return activation(x) if direct is None else direct(x)
 _mm = torch.mm
 _GRAPH_PLAN = "_kt_graph_plan"
 _DTYPES = "_kt_dtypes"
@@ -257,7 +282,7 @@ def _fused_call(self, inputs, training=None):
             return type(self).call(self, inputs, training=training)
     y = _project(x, kernel, bias, contracted, produced)
     if self.activation is not None:
-        y = self.activation(y)
+        y = _activate(self.activation, y)
     return y
 
 
@@ -891,7 +916,7 @@ def _flat_block(block, x, attend, mask, training):
     def project(layer, h, weights):
         kernel, bias = weights
         y = _project(h, kernel, bias, *layer.__dict__[_FUSED])
-        return y if layer.activation is None else layer.activation(y)
+        return y if layer.activation is None else _activate(layer.activation, y)
 
     def normalize(layer, h, weights):
         return _layer_norm(layer, h, *weights, h.ndim - 1, compute)

@@ -1183,3 +1183,18 @@ def test_casts_are_torchs_to(source, target):
     expected, got = x.to(target), fused._to(x, target)
     assert got.dtype == target and torch.equal(got, expected)
     assert type(got.grad_fn) is type(expected.grad_fn)
+
+
+@pytest.mark.parametrize(
+    "activation",
+    [keras.activations.linear, keras.activations.gelu, "gelu_approximate", keras.activations.relu],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_activations_make_the_torch_call_keras_makes(activation, dtype):
+    if activation == "gelu_approximate":
+        from keras_hub.src.utils.keras_utils import gelu_approximate as activation
+    x = torch.linspace(-4, 4, 101).to(dtype).requires_grad_()
+    expected, got = activation(x), fused._activate(activation, x)
+    assert got.dtype == expected.dtype and torch.equal(got, expected)
+    upstream = torch.randn_like(expected)
+    assert torch.equal(*(torch.autograd.grad(y, x, upstream)[0] for y in (got, expected)))
