@@ -87,6 +87,9 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.steps_per_update = max(int(steps_per_update), 1)
 
     def __call__(self, step):
+        torch_step = _torch_step(step)
+        if torch_step is not None:
+            return self._torch_rate(torch_step)
         step = ops.cast(step, "float32") - self.start_step
         if self.steps_per_update > 1:
             step = ops.floor(step / self.steps_per_update)
@@ -96,6 +99,22 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         decay = peak * (self.total_steps - step) / decay_steps
         rate = ops.where(step < self.warmup_steps, warmup, decay)
         return ops.clip(rate, 0.0, peak)
+
+    def _torch_rate(self, step):
+        """`__call__` for a torch step: the torch calls Keras' ops make, and
+        the same float32 arithmetic, without Keras' dispatch and the tensors
+        it makes of the bounds (50 µs a step, a third of a frozen-backbone
+        step's optimizer update)."""
+        import torch
+
+        step = step.float() - self.start_step
+        if self.steps_per_update > 1:
+            step = torch.floor(step / self.steps_per_update)
+        peak = self.peak_learning_rate
+        warmup = peak * (step + 1) / max(self.warmup_steps, 1)
+        decay_steps = max(self.total_steps - self.warmup_steps, 1)
+        decay = peak * (self.total_steps - step) / decay_steps
+        return torch.clip(torch.where(step < self.warmup_steps, warmup, decay), 0.0, peak)
 
     def get_config(self):
         return {
@@ -108,6 +127,24 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
             # Only with gradient accumulation, so older configs read the same.
             **({"steps_per_update": self.steps_per_update} if self.steps_per_update > 1 else {}),
         }
+
+
+def _torch_step(step):
+    """`step` (a Keras variable's value, or a tensor) as a torch tensor on
+    the torch backend outside a traced or symbolic call; else None."""
+    if keras.config.backend() != "torch":
+        return None
+    import torch
+
+    if isinstance(step, keras.Variable):
+        from keras.src.backend.common.stateless_scope import in_stateless_scope
+
+        if in_stateless_scope():
+            return None
+        step = step.value
+    if not isinstance(step, torch.Tensor) or torch.compiler.is_compiling():
+        return None
+    return step
 
 
 def _check_schedule_args(name, max_learning_rate, total_steps):

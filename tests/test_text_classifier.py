@@ -671,6 +671,25 @@ def test_warmup_linear_decay_accepts_tensors():
     assert rate(schedule, keras.ops.convert_to_tensor(7, "int64")) == pytest.approx(0.5e-3)
 
 
+@pytest.mark.parametrize("steps_per_update", [1, 3])
+@pytest.mark.parametrize("dtype", ["int64", "float32"])
+def test_warmup_linear_decay_on_torch_tensors_is_keras_ops_arithmetic_bit_for_bit(steps_per_update, dtype, monkeypatch):
+    import torch
+
+    from keras_transfer import schedules
+
+    schedule = WarmupLinearDecay(
+        3e-5, total_steps=37, warmup_steps=5, start_step=4, steps_per_update=steps_per_update
+    )
+    steps = [keras.ops.convert_to_tensor(s, dtype) for s in range(0, 130, 1)]
+    variable = keras.Variable(17, dtype="int64", trainable=False)
+    fast = [schedule(s) for s in steps] + [schedule(variable)]
+    assert all(isinstance(r, torch.Tensor) and r.dtype == torch.float32 for r in fast)
+    monkeypatch.setattr(schedules, "_torch_step", lambda step: None)  # Keras' ops only
+    keras_ops = [schedule(s) for s in steps] + [schedule(variable)]
+    assert all(torch.equal(a, b) for a, b in zip(fast, keras_ops))
+
+
 def test_warmup_linear_decay_resize_keeps_the_warmup_share():
     schedule = WarmupLinearDecay(1e-3, total_steps=1000, warmup_steps=100, sized_by_fit=True)
     schedule.resize(50, start_step=7)
