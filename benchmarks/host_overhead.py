@@ -82,12 +82,12 @@ def main():
     import keras
     import torch
 
-    from keras_transfer import fused
+    from keras_transfer import fused, fused_blocks
 
     device = torch.device("cpu")
     if args.cuda_paths:
         fused._UNFUSED_HALF_DROPOUT_DEVICES = ()
-        fused._JOINT_QKV_DEVICES = ("cpu", "cuda")
+        fused_blocks._JOINT_QKV_DEVICES = ("cpu", "cuda")
     names = {
         "inference": "inference (forward only)",
         "frozen": "frozen backbone, head training step",

@@ -1,4 +1,4 @@
-"""KerasHub blocks run as one flat sequence of torch calls (`fused._flat_block`)
+"""KerasHub blocks run as one flat sequence of torch calls (`fused_blocks._flat_block`)
 compute exactly what the sub-layer-by-sub-layer direct path computes, and
 every case the flat path does not cover takes that path."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from keras_transfer import fused
+from keras_transfer import fused, fused_blocks
 
 
 def _numpy(x):
@@ -25,14 +25,14 @@ def _randomize(layer, seed=0):
 def counted(monkeypatch):
     """How often the flat path ran and how often it declined."""
     counts = {"flat": 0, "declined": 0}
-    original = fused._flat_block
+    original = fused_blocks._flat_block
 
     def counting(*args, **kwargs):
         out = original(*args, **kwargs)
         counts["flat" if out is not None else "declined"] += 1
         return out
 
-    monkeypatch.setattr(fused, "_flat_block", counting)
+    monkeypatch.setattr(fused_blocks, "_flat_block", counting)
     return counts
 
 
@@ -66,7 +66,7 @@ def run_both(backbone, batch, training, monkeypatch, seed=0):
 
     flat = run()
     with monkeypatch.context() as patch:
-        patch.setattr(fused, "_flat_block", lambda *args: None)
+        patch.setattr(fused_blocks, "_flat_block", lambda *args: None)
         direct = run()
     return flat, direct
 
@@ -122,7 +122,7 @@ def test_pre_and_post_norm_encoder_blocks_agree_with_and_without_a_mask(normaliz
             for flat_path in (True, False):
                 with monkeypatch.context() as patch:
                     if not flat_path:
-                        patch.setattr(fused, "_flat_block", lambda *args: None)
+                        patch.setattr(fused_blocks, "_flat_block", lambda *args: None)
                     torch.manual_seed(1)
                     outs.append(_numpy(block(x, training=training, **kwargs)))
             np.testing.assert_array_equal(*outs)
@@ -131,8 +131,8 @@ def test_pre_and_post_norm_encoder_blocks_agree_with_and_without_a_mask(normaliz
 
 def declines(block):
     encoder = isinstance(block, keras_hub.layers.TransformerEncoder)
-    attend = fused._direct_self_attention if encoder else fused._direct_causal_self_attention
-    return fused._flat_block_layers(block, attend) is None
+    attend = fused_blocks._direct_self_attention if encoder else fused_blocks._direct_causal_self_attention
+    return fused_blocks._flat_block_layers(block, attend) is None
 
 
 def test_the_standard_blocks_are_flat(monkeypatch):
@@ -259,10 +259,10 @@ def test_joint_query_key_value_projections_train_as_the_three_do(architecture, d
     # projections run as one product in training too: the same outputs and
     # weight gradients; the input's gradient adds the three parts in one
     # product, which rounds differently.
-    monkeypatch.setattr(fused, "_JOINT_QKV_DEVICES", ("cpu",))
+    monkeypatch.setattr(fused_blocks, "_JOINT_QKV_DEVICES", ("cpu",))
     joined = []
-    original = fused._joint_qkv
-    monkeypatch.setattr(fused, "_joint_qkv", lambda *args: joined.append(1) or original(*args))
+    original = fused_blocks._joint_qkv
+    monkeypatch.setattr(fused_blocks, "_joint_qkv", lambda *args: joined.append(1) or original(*args))
     backbone, batch = backbone_and_batch(architecture, dtype)
     if padding:
         batch["padding_mask"][1, 6:] = False

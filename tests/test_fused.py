@@ -17,7 +17,7 @@ from family_models import FAMILY_CLASSES, make_backbone, make_tokenizer
 from helpers import TEXTS
 
 import keras_transfer as kt
-from keras_transfer import fused
+from keras_transfer import fused, fused_blocks
 from keras_transfer.preprocessing import TextPreprocessor
 from keras_transfer.families import family_of
 
@@ -147,7 +147,7 @@ def test_an_all_ones_padding_mask_goes_unmasked_to_the_kernel(bert_preset, monke
     from keras.src.backend.torch.core import get_device
 
     device = torch.device(get_device()).type
-    monkeypatch.setattr(fused, "_MASK_DROP_DEVICES", ())  # Keras' masked attention first
+    monkeypatch.setattr(fused_blocks, "_MASK_DROP_DEVICES", ())  # Keras' masked attention first
     backbone, _ = kt.load_backbone(bert_preset, sequence_length=8)
     ids = torch.randint(1, 20, (2, 8), generator=torch.Generator().manual_seed(0), dtype=torch.int32)
     segments = torch.zeros((2, 8), dtype=torch.int32)
@@ -156,7 +156,7 @@ def test_an_all_ones_padding_mask_goes_unmasked_to_the_kernel(bert_preset, monke
     masked_full = _numpy(backbone(full, training=False)["sequence_output"])
     masked_padded = _numpy(backbone(padded, training=False)["sequence_output"])
 
-    monkeypatch.setattr(fused, "_MASK_DROP_DEVICES", (device,))
+    monkeypatch.setattr(fused_blocks, "_MASK_DROP_DEVICES", (device,))
     reads = []
     real_all = torch.Tensor.all
     monkeypatch.setattr(torch.Tensor, "all", lambda self, *a, **k: reads.append(1) or real_all(self, *a, **k))
@@ -176,7 +176,7 @@ def test_an_all_ones_padding_mask_goes_unmasked_to_the_kernel(bert_preset, monke
     backbone(full, training=False)
     assert len(masks) == 2 and all(m is not None for m in masks)
     monkeypatch.undo()
-    monkeypatch.setattr(fused, "_MASK_DROP_DEVICES", (device,))
+    monkeypatch.setattr(fused_blocks, "_MASK_DROP_DEVICES", (device,))
     real_all = torch.Tensor.all
     monkeypatch.setattr(torch.Tensor, "all", lambda self, *a, **k: reads.append(1) or real_all(self, *a, **k))
     masks = _spy_on_sdpa(monkeypatch)
@@ -235,8 +235,8 @@ def test_a_causal_mask_alone_takes_the_kernels_causal_path(gpt2_preset, monkeypa
     keras_own = keras.layers.MultiHeadAttention._compute_attention
     subclass = type("OwnAttention", (type(attention),), {"_compute_attention": lambda *a, **k: keras_own(*a, **k)})
     monkeypatch.setattr(attention, "__class__", subclass)
-    assert not fused._takes_causal_flag(attention)
-    assert fused._takes_causal_flag(attentions[1])
+    assert not fused_blocks._takes_causal_flag(attention)
+    assert fused_blocks._takes_causal_flag(attentions[1])
 
 
 def test_causal_attention_with_left_padding_stays_finite(gpt2_preset, monkeypatch):
@@ -1010,9 +1010,9 @@ def test_sublayers_are_read_as_attribute_access_reads_them():
     block.build((None, 4, 6))
     attention = block._self_attention_layer
     assert fused._sublayer(block, "_self_attention_layer") is attention
-    for name in fused._ATTENTION_PROJECTIONS:
+    for name in fused_blocks._ATTENTION_PROJECTIONS:
         assert fused._sublayer(attention, name) is getattr(attention, name)
-    for name in fused._BLOCK_SUBLAYERS:
+    for name in fused_blocks._BLOCK_SUBLAYERS:
         assert fused._sublayer(block, name) is getattr(block, name)
     assert fused._sublayer(block, "no_such_layer") is None
     block.plain_attribute = "not a layer"  # an attribute outside torch's modules
@@ -1123,7 +1123,7 @@ def test_frozen_query_key_value_projections_run_as_one_product_with_the_same_num
     last_weight = model.backbone.transformer_layers[-1]._self_attention_layer._query_dense._kt_frozen_qkv[3][0]
     assert weight.dtype == torch.bfloat16 and weight.shape == (shape[0], 3 * shape[1] * shape[2])
     with monkeypatch.context() as patch:
-        patch.setattr(fused, "_frozen_qkv", lambda layers, target, x: None)
+        patch.setattr(fused_blocks, "_frozen_qkv", lambda layers, target, x: None)
         np.testing.assert_array_equal(_numpy(model.predict_on_batch(batch)), fused_out)
     # New weights show at once.
     value_kernel = model.backbone.transformer_layers[-1]._self_attention_layer._value_dense._kernel
@@ -1133,7 +1133,7 @@ def test_frozen_query_key_value_projections_run_as_one_product_with_the_same_num
     assert last_query._kt_frozen_qkv[3][0] is not last_weight
     assert query._kt_frozen_qkv[3][0] is weight  # the unchanged block's kept
     with monkeypatch.context() as patch:
-        patch.setattr(fused, "_frozen_qkv", lambda layers, target, x: None)
+        patch.setattr(fused_blocks, "_frozen_qkv", lambda layers, target, x: None)
         np.testing.assert_array_equal(_numpy(model.predict_on_batch(batch)), changed)
     assert not np.array_equal(changed, fused_out)
 
@@ -1145,14 +1145,14 @@ def test_the_one_product_path_is_left_where_it_would_change_the_numbers(bert_pre
         for name in ("_query_dense", "_key_dense", "_value_dense")
     ]
     x = torch.zeros(2, 4, layers[0]._kernel.shape[0], dtype=torch.bfloat16)
-    assert fused._frozen_qkv(layers, torch.bfloat16, x) is not None  # frozen, cast: one product
-    assert fused._frozen_qkv(layers, None, x) is None  # nothing to cast: no copy is made
-    assert fused._frozen_qkv(layers, torch.bfloat16, x[..., :-1]) is None  # the direct path's error
+    assert fused_blocks._frozen_qkv(layers, torch.bfloat16, x) is not None  # frozen, cast: one product
+    assert fused_blocks._frozen_qkv(layers, None, x) is None  # nothing to cast: no copy is made
+    assert fused_blocks._frozen_qkv(layers, torch.bfloat16, x[..., :-1]) is None  # the direct path's error
     kt.unfreeze(model)  # weights that train: their gradients need the three products
-    assert fused._frozen_qkv(layers, torch.bfloat16, x) is None
+    assert fused_blocks._frozen_qkv(layers, torch.bfloat16, x) is None
     kt.freeze(model)
     layers[1].activation = keras.activations.get("relu")
-    assert fused._frozen_qkv(layers, torch.bfloat16, x) is None
+    assert fused_blocks._frozen_qkv(layers, torch.bfloat16, x) is None
     # A block whose input takes a gradient keeps the three products (the
     # input's gradient would add the three parts in another order).
     layers[1].activation = None
