@@ -89,32 +89,25 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         torch_step = _torch_step(step)
         if torch_step is not None:
-            return self._torch_rate(torch_step)
-        step = ops.cast(step, "float32") - self.start_step
+            # The torch calls Keras' ops make, without Keras' dispatch and the
+            # tensors it makes of the bounds (50 µs a step, a third of a
+            # frozen-backbone step's optimizer update): the same float32
+            # arithmetic, bit for bit.
+            import torch
+
+            return self._rate(torch_step.float(), torch.floor, torch.where, torch.clip)
+        return self._rate(ops.cast(step, "float32"), ops.floor, ops.where, ops.clip)
+
+    def _rate(self, step, floor, where, clip):
+        """The rate at float32 `step`, with these `floor`, `where`, `clip`."""
+        step = step - self.start_step
         if self.steps_per_update > 1:
-            step = ops.floor(step / self.steps_per_update)
+            step = floor(step / self.steps_per_update)
         peak = self.peak_learning_rate
         warmup = peak * (step + 1) / max(self.warmup_steps, 1)
         decay_steps = max(self.total_steps - self.warmup_steps, 1)
         decay = peak * (self.total_steps - step) / decay_steps
-        rate = ops.where(step < self.warmup_steps, warmup, decay)
-        return ops.clip(rate, 0.0, peak)
-
-    def _torch_rate(self, step):
-        """`__call__` for a torch step: the torch calls Keras' ops make, and
-        the same float32 arithmetic, without Keras' dispatch and the tensors
-        it makes of the bounds (50 µs a step, a third of a frozen-backbone
-        step's optimizer update)."""
-        import torch
-
-        step = step.float() - self.start_step
-        if self.steps_per_update > 1:
-            step = torch.floor(step / self.steps_per_update)
-        peak = self.peak_learning_rate
-        warmup = peak * (step + 1) / max(self.warmup_steps, 1)
-        decay_steps = max(self.total_steps - self.warmup_steps, 1)
-        decay = peak * (self.total_steps - step) / decay_steps
-        return torch.clip(torch.where(step < self.warmup_steps, warmup, decay), 0.0, peak)
+        return clip(where(step < self.warmup_steps, warmup, decay), 0.0, peak)
 
     def get_config(self):
         return {
