@@ -545,7 +545,12 @@ def _direct_decoder_call(
     mask = _memoized_mask(
         "decoder",
         (decoder_padding_mask, decoder_attention_mask),
-        (tuple(decoder_sequence.shape), bool(use_causal_mask), type(self)._compute_self_attention_mask),
+        (
+            tuple(decoder_sequence.shape),
+            decoder_sequence.device,  # without masks, only the causal mask: the shape's, on this device
+            bool(use_causal_mask),
+            type(self)._compute_self_attention_mask,
+        ),
         lambda: self._compute_self_attention_mask(
             decoder_sequence=decoder_sequence,
             decoder_padding_mask=decoder_padding_mask,

@@ -1198,3 +1198,21 @@ def test_activations_make_the_torch_call_keras_makes(activation, dtype):
     assert got.dtype == expected.dtype and torch.equal(got, expected)
     upstream = torch.randn_like(expected)
     assert torch.equal(*(torch.autograd.grad(y, x, upstream)[0] for y in (got, expected)))
+
+
+def test_a_decoders_causal_mask_is_kept_per_shape_and_device(monkeypatch, no_kept_masks):
+    # Without padding or attention masks a decoder's mask depends on the
+    # sequence's shape (and the device it is made on) alone.
+    keras.utils.set_random_seed(0)
+    block = keras_hub.layers.TransformerDecoder(intermediate_dim=12, num_heads=2, dropout=0.0)
+    block(torch.zeros(1, 3, 8))
+    _randomize(block)
+    fused.fuse(block)
+    monkeypatch.setattr(fused_blocks, "_takes_causal_flag", lambda attention: False)  # the built mask's path
+    for length in (3, 5, 3):
+        x = torch.from_numpy(np.random.default_rng(length).normal(size=(2, length, 8)).astype("float32"))
+        got = _numpy(block(x))
+        assert fused._mask_memo["decoder"][3].shape[-1] == length
+        fused.unfuse(block)
+        np.testing.assert_allclose(got, _numpy(block(x)), rtol=1e-5, atol=1e-5)
+        fused.fuse(block)
