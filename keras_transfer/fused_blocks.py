@@ -398,10 +398,12 @@ def _frozen_qkv(layers, target, x):
 # parts in one matrix product instead of three plus two additions, which
 # rounds differently; on a CUDA device, where the step is bound by the
 # host's time to launch kernels at the batch sizes of fine-tuning, it saves
-# 11 ops and about 15 kernel launches per block and step, as HF's GPT-2
-# does with its joint `c_attn`. On a CPU the arithmetic sets the pace and
-# the blocks keep the three products (and bit-for-bit the same gradients
-# as Keras' layers). `benchmarks/host_overhead.py --cuda-paths` adds "cpu".
+# 11 dispatched ops per block in the forward pass (counted on the CPU) and
+# about a dozen kernel launches per block and step (counted from the ops,
+# not measured on a GPU), as HF's GPT-2 does with its joint `c_attn`. On a
+# CPU the arithmetic sets the pace and the blocks keep the three products
+# (and bit-for-bit the same gradients as Keras' layers).
+# `benchmarks/host_overhead.py --cuda-paths` adds "cpu".
 _JOINT_QKV_DEVICES = ("cuda",)
 
 
