@@ -1171,7 +1171,7 @@ def unfuse(layer):
     unfuse_optimizer(getattr(layer, "optimizer", None))
     count = 0
     for sub in layer._flatten_layers(include_self=True, recursive=True):
-        for attribute in (_FUSED, _GRAPH_PLAN, _DTYPES):
+        for attribute in (_FUSED, _GRAPH_PLAN, _DTYPES, "_kt_frozen_qkv"):  # the last: `fused_blocks._frozen_qkv`'s
             if sub.__dict__.get(attribute) is not None:
                 object.__delattr__(sub, attribute)
         removed = [_remove_override(sub, name, function) for name, function in _OVERRIDES]

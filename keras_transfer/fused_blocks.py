@@ -187,6 +187,7 @@ def _flat_block(block, x, attend, mask, training):
     """
     layers = _flat_block_layers(block, attend)
     if layers is None or x.ndim != 3:
+        _drop_frozen_qkv(_sublayer(_sublayer(block, "_self_attention_layer"), "_query_dense"))
         return None
     attention, query_dense, key_dense, value_dense, output_dense = layers[:5]
     norm1, norm2, dropout1, dropout2, intermediate, output = layers[5:]
@@ -232,6 +233,8 @@ def _flat_block(block, x, attend, mask, training):
         or (block.normalize_first and any(w is not None and w.requires_grad for w in w_norm1))
     )
     qkv = None if differentiates else _frozen_qkv(qkv_layers, target, x)
+    if qkv is None:
+        _drop_frozen_qkv(query_dense)
     if qkv is None and x.device.type in _JOINT_QKV_DEVICES:
         qkv = _joint_qkv(qkv_layers, target, x)
     w_output, w_intermediate, w_ff_output = projections = [
@@ -415,6 +418,14 @@ def _joint_qkv(layers, target, x):
         return None
     sources, shape = found
     return (*_joined(sources, shape, target), shape)
+
+
+def _drop_frozen_qkv(query_dense):
+    """Lets `_frozen_qkv`'s kept weights go where that path is not taken
+    (the block trains, takes LoRA or another path): they would otherwise
+    stay alive, a compute-dtype copy of the three kernels, while unused."""
+    if query_dense is not None and "_kt_frozen_qkv" in query_dense.__dict__:
+        del query_dense.__dict__["_kt_frozen_qkv"]
 
 
 def _project_qkv(x, weight, bias, kernel_shape):

@@ -1120,11 +1120,14 @@ def test_frozen_query_key_value_projections_run_as_one_product_with_the_same_num
     fused_out = _numpy(model.predict_on_batch(batch))
     assert "_kt_frozen_qkv" in query.__dict__  # the one-product path ran
     weight, bias, shape = query._kt_frozen_qkv[3]
-    last_weight = model.backbone.transformer_layers[-1]._self_attention_layer._query_dense._kt_frozen_qkv[3][0]
     assert weight.dtype == torch.bfloat16 and weight.shape == (shape[0], 3 * shape[1] * shape[2])
     with monkeypatch.context() as patch:
         patch.setattr(fused_blocks, "_frozen_qkv", lambda layers, target, x: None)
         np.testing.assert_array_equal(_numpy(model.predict_on_batch(batch)), fused_out)
+    assert "_kt_frozen_qkv" not in query.__dict__  # not taken: let go
+    np.testing.assert_array_equal(_numpy(model.predict_on_batch(batch)), fused_out)
+    weight = query._kt_frozen_qkv[3][0]
+    last_weight = model.backbone.transformer_layers[-1]._self_attention_layer._query_dense._kt_frozen_qkv[3][0]
     # New weights show at once.
     value_kernel = model.backbone.transformer_layers[-1]._self_attention_layer._value_dense._kernel
     value_kernel.assign(_numpy(value_kernel) * 3.0)
@@ -1216,3 +1219,26 @@ def test_a_decoders_causal_mask_is_kept_per_shape_and_device(monkeypatch, no_kep
         fused.unfuse(block)
         np.testing.assert_allclose(got, _numpy(block(x)), rtol=1e-5, atol=1e-5)
         fused.fuse(block)
+
+
+def test_kept_query_key_value_weights_are_let_go_once_the_block_trains_or_takes_lora(bert_preset):
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=12, dtype="mixed_bfloat16")
+    x, y = model.preprocessor(["a good film", "bad"]), np.array([1, 0])
+    queries = [block._self_attention_layer._query_dense for block in model.backbone.transformer_layers]
+    model.predict_on_batch(x)
+    assert all("_kt_frozen_qkv" in query.__dict__ for query in queries)
+    kt.unfreeze(model)  # fine-tuning: the kept bf16 copies would be dead weight
+    model.compile(learning_rate=1e-3)
+    model.train_on_batch(x, y)
+    assert not any("_kt_frozen_qkv" in query.__dict__ for query in queries)
+    kt.freeze(model)
+    model.predict_on_batch(x)
+    assert all("_kt_frozen_qkv" in query.__dict__ for query in queries)
+    fused.unfuse(model)  # Keras' own paths: nothing of the fused ones kept
+    assert not any("_kt_frozen_qkv" in query.__dict__ for query in queries)
+    fused.fuse(model)
+    model.predict_on_batch(x)
+    assert all("_kt_frozen_qkv" in query.__dict__ for query in queries)
+    model.enable_lora(rank=2)  # LoRA blocks take the direct path
+    model.predict_on_batch(x)
+    assert not any("_kt_frozen_qkv" in query.__dict__ for query in queries)
