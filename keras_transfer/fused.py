@@ -261,6 +261,8 @@ def _fused_call(self, inputs, training=None):
     raw = self.__dict__.get("_kernel")
     if getattr(self, "lora_enabled", False) or not isinstance(raw, keras.Variable):
         kernel = _as_tensor(self.kernel)  # the property adds LoRA's adapters
+        if raw is not None:  # it casts the frozen kernel afresh: a kept cast would be unused
+            raw.__dict__.pop("_kt_frozen_cast", None)
     else:
         kernel = _value(raw)
     if x.dtype != kernel.dtype or not x.is_floating_point() or x.ndim < contracted + 1:

@@ -1239,6 +1239,15 @@ def test_kept_query_key_value_weights_are_let_go_once_the_block_trains_or_takes_
     fused.fuse(model)
     model.predict_on_batch(x)
     assert all("_kt_frozen_qkv" in query.__dict__ for query in queries)
+    query_kernels = [query._kernel for query in queries]
+    from keras.src.backend import AutocastScope
+
+    with AutocastScope("bfloat16"):  # a kept cast, as the three-product path keeps one
+        for kernel in query_kernels:
+            fused._value(kernel)
+    assert all("_kt_frozen_cast" in kernel.__dict__ for kernel in query_kernels)
     model.enable_lora(rank=2)  # LoRA blocks take the direct path
     model.predict_on_batch(x)
     assert not any("_kt_frozen_qkv" in query.__dict__ for query in queries)
+    # LoRA's `kernel` property casts the frozen kernel afresh: no kept cast of it either.
+    assert not any("_kt_frozen_cast" in kernel.__dict__ for kernel in query_kernels)
