@@ -17,7 +17,7 @@ from family_models import FAMILY_CLASSES, make_backbone, make_tokenizer
 from helpers import TEXTS
 
 import keras_transfer as kt
-from keras_transfer import fused, fused_blocks
+from keras_transfer import fused, fused_blocks, fused_graph
 from keras_transfer.preprocessing import TextPreprocessor
 from keras_transfer.families import family_of
 
@@ -607,7 +607,7 @@ def test_graph_argument_fillers_fill_in_what_keras_does(bert_preset):
     for node in nodes:
         for x in (*node.input_tensors, *node.outputs):
             values.setdefault(id(x), object())  # a distinct stand-in per graph tensor
-    fillers = [fused._argument_filler(node.arguments) for node in nodes]
+    fillers = [fused_graph._argument_filler(node.arguments) for node in nodes]
     kinds = {}
     for node, fill_in in zip(nodes, fillers):
         kinds.setdefault(type(node.operation).__name__, set()).add(fill_in is not None)
@@ -626,7 +626,7 @@ def test_graph_argument_fillers_fill_in_what_keras_does(bert_preset):
 
 def test_inputs_that_need_no_change_skip_keras_standardization(bert_preset, monkeypatch):
     backbone, _ = kt.load_backbone(bert_preset, sequence_length=8)
-    assert fused._has_override(backbone, "_standardize_inputs", fused._standardize_inputs)
+    assert fused._has_override(backbone, "_standardize_inputs", fused_graph._standardize_inputs)
     keras_own = lambda inputs: Functional._standardize_inputs(backbone, inputs)  # noqa: E731
     ids = torch.randint(1, 20, (2, 8), dtype=torch.int32)
     # Given in an order other than the model's (sorted) one.
@@ -655,7 +655,7 @@ def test_inputs_that_need_no_change_skip_keras_standardization(bert_preset, monk
 
 def test_inputs_that_need_no_change_skip_keras_input_checks_and_others_keep_them(bert_preset, monkeypatch):
     model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=8)
-    assert fused._has_override(model, "_assert_input_compatibility", fused._assert_input_compatibility)
+    assert fused._has_override(model, "_assert_input_compatibility", fused_graph._assert_input_compatibility)
     ids = torch.randint(1, 20, (2, 8), dtype=torch.int32)
     exact = {"token_ids": ids, "segment_ids": torch.zeros_like(ids), "padding_mask": torch.ones_like(ids)}
     checked = []
@@ -820,7 +820,7 @@ def test_an_embedding_that_makes_a_mask_goes_through_layer_call(monkeypatch):
     model = keras.Model(inputs, keras.layers.LayerNormalization()(embedded))
     fused.fuse(model)
     out = model(np.array([[1, 2, 0, 0, 0]], "int32"))
-    assert fused._is_plain_leaf(model.layers[1]) is False
+    assert fused_graph._is_plain_leaf(model.layers[1]) is False
     mask = keras.src.backend.get_keras_mask(out)
     np.testing.assert_array_equal(_numpy(mask), [[True, True, False, False, False]])  # as Keras makes it
 
@@ -1024,13 +1024,13 @@ def test_graph_nodes_run_the_operation_keras_maps_them_to():
     dense = keras.layers.Dense(2)
     model = keras.Model(inputs, dense(inputs))
     node = next(n for n in model._nodes_by_depth[0] if n.operation is dense)
-    assert fused._operation_for_node(model, node) is dense is model._get_operation_for_node(node)
+    assert fused_graph._operation_for_node(model, node) is dense is model._get_operation_for_node(node)
     # Where Keras maps operations to stand-ins (JAX's NNX), the stand-in runs.
     stand_in = keras.layers.Dense(2)
     model._nnx_op_mapping = {id(dense): stand_in}
-    assert fused._operation_for_node(model, node) is stand_in is model._get_operation_for_node(node)
+    assert fused_graph._operation_for_node(model, node) is stand_in is model._get_operation_for_node(node)
     model._nnx_op_mapping = {}
-    assert fused._operation_for_node(model, node) is dense is model._get_operation_for_node(node)
+    assert fused_graph._operation_for_node(model, node) is dense is model._get_operation_for_node(node)
 
 
 @pytest.fixture
