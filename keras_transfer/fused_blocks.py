@@ -124,27 +124,21 @@ def _direct_encoder_call(
 # work (1-5% of a MiniLM forward pass at 16 x 128 on this project's CPU);
 # elsewhere the read may cost more than it saves.
 _MASK_DROP_DEVICES = ("cpu", "cuda")
-_last_mask_check = [None, None, None]  # the mask, its version, whether all ones
 
 
 def _all_ones(padding_mask):
     """Whether `padding_mask` (a tensor on a CPU or CUDA device) lets every position attend.
 
     On an accelerator reading that costs one device synchronization, so it
-    is read once per mask: a backbone passes the same mask tensor to each
-    of its blocks. (HF transformers drops an all-ones mask the same way,
-    at the same cost.)
+    is read once per mask (`_memoized_mask`): a backbone passes the same
+    mask tensor to each of its blocks. (HF transformers drops an all-ones
+    mask the same way, at the same cost.)
     """
     if not isinstance(padding_mask, torch.Tensor) or padding_mask.device.type not in _MASK_DROP_DEVICES:
         return False
     if torch.compiler.is_compiling() or (padding_mask.is_cuda and torch.cuda.is_current_stream_capturing()):
         return False  # a traced or captured step cannot branch on the mask's values
-    last = _last_mask_check
-    if last[0] is padding_mask and last[1] == padding_mask._version:
-        return last[2]
-    answer = bool(padding_mask.all())
-    last[:] = [padding_mask, padding_mask._version, answer]
-    return answer
+    return _memoized_mask("all ones", (padding_mask,), (), lambda: bool(padding_mask.all()))
 
 
 def _direct_block(block, x, attend, mask, training):
@@ -187,7 +181,8 @@ def _flat_block(block, x, attend, mask, training):
     """
     layers = _flat_block_layers(block, attend)
     if layers is None or x.ndim != 3:
-        _drop_frozen_qkv(_sublayer(_sublayer(block, "_self_attention_layer"), "_query_dense"))
+        attention = _sublayer(block, "_self_attention_layer")
+        _drop_frozen_qkv(None if attention is None else _sublayer(attention, "_query_dense"))
         return None
     attention, query_dense, key_dense, value_dense, output_dense = layers[:5]
     norm1, norm2, dropout1, dropout2, intermediate, output = layers[5:]
