@@ -426,6 +426,25 @@ def _additive_mask(attention_mask, dtype, use_causal_mask, length, source_length
 
 
 _mask_memo = {}  # kind -> (source tensors, their versions, extra, the mask made from them)
+# Forward passes through a functional graph (`fused_graph`): how many have
+# begun, and how many are running now.
+_forward_passes = [0, 0]
+
+
+def _source_version(source):
+    """What `_memoized_mask` compares to know `source` was not written since.
+
+    torch's version counter; an inference tensor (made inside
+    `torch.inference_mode()`) has none and can still be written in place
+    there, so a mask made from one is kept only within the forward pass
+    that made it, and not at all outside one (a fresh object equals
+    nothing kept).
+    """
+    if source is None:
+        return None
+    if source.is_inference():
+        return ("forward pass", _forward_passes[0]) if _forward_passes[1] else object()
+    return source._version
 
 
 def _memoized_mask(kind, sources, extra, make):
@@ -442,7 +461,9 @@ def _memoized_mask(kind, sources, extra, make):
     (the same objects, not written since: torch's version counters) and
     `extra` (what else it depends on: shapes, dtypes, flags), and the
     inference mode it was made in. Sources that are not torch tensors, a
-    traced step and a CUDA graph capture make it afresh.
+    traced step and a CUDA graph capture make it afresh; inference tensors,
+    which have no version counter, keep it for one forward pass
+    (`_source_version`).
     """
     if not all(source is None or isinstance(source, torch.Tensor) for source in sources) or (
         torch.compiler.is_compiling()
@@ -450,7 +471,7 @@ def _memoized_mask(kind, sources, extra, make):
         and torch.cuda.is_current_stream_capturing()
     ):
         return make()
-    versions = tuple(None if source is None else source._version for source in sources)
+    versions = tuple(map(_source_version, sources))
     extra = (torch.is_inference_mode_enabled(), *extra)
     kept = _mask_memo.get(kind)
     if (

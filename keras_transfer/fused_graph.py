@@ -24,6 +24,7 @@ from keras_hub.layers import PositionEmbedding, ReversibleEmbedding
 
 from keras_transfer.fused import (
     _GRAPH_PLAN,
+    _forward_passes,
     _can_call_directly,
     _dtypes,
     _in_scope,
@@ -144,6 +145,18 @@ def _freeing_run_through_graph(self, inputs, operation_fn=lambda op: op, call_fn
     reads it has run; the nodes run in Keras' order and the outputs are
     the same objects.
     """
+    # A mask made from inference tensors is kept for one forward pass
+    # (`fused._source_version`): this call's, nested backbones included.
+    _forward_passes[0] += 1
+    _forward_passes[1] += 1
+    try:
+        return _run_nodes(self, inputs, operation_fn, call_fn)
+    finally:
+        _forward_passes[1] -= 1
+
+
+def _run_nodes(self, inputs, operation_fn, call_fn):
+    """`_freeing_run_through_graph`'s body."""
     steps, uses, keep = _graph_plan(self)
     tensor_dict = {}
     for x, y in zip(self.inputs, tree.flatten(inputs)):

@@ -1107,6 +1107,53 @@ def test_masks_are_made_afresh_while_torch_compile_traces(monkeypatch, no_kept_m
     assert fused._mask_memo == {}
 
 
+def test_masks_of_inference_tensors_are_kept_for_one_forward_pass_only(no_kept_masks):
+    # Tensors made inside `torch.inference_mode()` have no version counter
+    # and can be written in place there: outside a forward pass nothing of
+    # theirs is kept, inside one it is kept until the pass ends.
+    calls = []
+
+    def make():
+        calls.append(1)
+        return torch.zeros(())
+
+    with torch.inference_mode():
+        padding = torch.ones(2, 3, dtype=torch.int32)
+        fused._memoized_mask("test", (padding,), (), make)
+        fused._memoized_mask("test", (padding,), (), make)
+        assert len(calls) == 2
+        for _ in range(2):  # two forward passes: made once in each
+            fused._forward_passes[0] += 1
+            fused._forward_passes[1] += 1
+            try:
+                kept = fused._memoized_mask("test", (padding,), (), make)
+                assert fused._memoized_mask("test", (padding,), (), make) is kept
+            finally:
+                fused._forward_passes[1] -= 1
+        assert len(calls) == 4
+    assert fused._forward_passes[1] == 0
+
+
+@pytest.mark.parametrize("preset_name", ["bert_preset", "gpt2_preset"])
+def test_padded_batches_predict_inside_torch_inference_mode(preset_name, request, monkeypatch, no_kept_masks):
+    model = kt.TextClassifier.from_preset(request.getfixturevalue(preset_name), num_classes=2, sequence_length=12)
+    batch = model.preprocessor(["a good film", TEXTS[0], "bad"])  # padded rows
+    expected = _numpy(model.predict_on_batch(batch))
+    made = _counting(monkeypatch, fused, "_additive_mask")
+    with torch.inference_mode():
+        np.testing.assert_allclose(_numpy(model.predict_on_batch(batch)), expected, rtol=1e-5, atol=1e-6)
+        assert len(made) == 1  # still once per forward pass, not once per block
+        inputs = {name: torch.as_tensor(_numpy(value)) for name, value in batch.items()}  # inference tensors
+        np.testing.assert_allclose(_numpy(model(inputs)), expected, rtol=1e-5, atol=1e-6)
+        # The same mask tensor written in place between calls (a serving
+        # loop reusing its buffers): the second call sees the new mask.
+        unpadded = {name: value.clone() for name, value in inputs.items()}
+        unpadded["padding_mask"][:] = True
+        inputs["padding_mask"].copy_(unpadded["padding_mask"])
+        np.testing.assert_allclose(_numpy(model(inputs)), _numpy(model(unpadded)), rtol=1e-5, atol=1e-6)
+    assert fused._forward_passes[1] == 0
+
+
 @pytest.mark.parametrize("preset_name", ["bert_preset", "gpt2_preset"])
 def test_frozen_query_key_value_projections_run_as_one_product_with_the_same_numbers(
     preset_name, request, monkeypatch
