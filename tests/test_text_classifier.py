@@ -1,6 +1,8 @@
 """Tests for kt.TextClassifier and the Task base (keras_transfer/tasks/),
 with its compile defaults (keras_transfer/schedules.py) and saving."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -492,6 +494,69 @@ def test_cached_and_uncached_fit_train_the_head_alike(preset):
     np.testing.assert_allclose(ha.history["loss"], hb.history["loss"], rtol=1e-4)
     for wa, wb in zip(a.get_layer("logits").get_weights(), b.get_layer("logits").get_weights()):
         np.testing.assert_allclose(wa, wb, atol=1e-5)
+
+
+@pytest.mark.parametrize("limit", [0, "training"])
+def test_cached_features_beyond_the_memory_limit_go_to_a_file_and_train_alike(bert_preset, tmp_path, monkeypatch, limit):
+    from keras_transfer.tasks import base
+
+    storage = []
+    original = base._FeatureBatches.__getitem__
+
+    def recording(self, index):  # where each batch's features come from
+        features = self.features
+        on_disk = isinstance(features, np.memmap)
+        storage.append((len(self.text_batches.packed), on_disk, on_disk and os.path.exists(features.filename)))
+        return original(self, index)
+
+    monkeypatch.setattr(base._FeatureBatches, "__getitem__", recording)
+    a = classifier(bert_preset, dropout=0.0)
+    b = classifier(bert_preset, dropout=0.0)
+    b.get_layer("logits").set_weights(a.get_layer("logits").get_weights())
+    validation = (TEXTS[:6], LABELS[:6])
+    width = a.get_layer("pooling").output.shape[-1]
+    # "training": room for the training features only; the validation ones go to the file.
+    limit = len(TEXTS) * width * 4 if limit == "training" else limit
+    ha = fit(a, epochs=2, seed=0, validation_data=validation, cache_features=True, cache_memory_limit=limit, cache_dir=tmp_path)
+    on_file = {(rows, on_disk, exists) for rows, on_disk, exists in storage}
+    storage.clear()
+    hb = fit(b, epochs=2, seed=0, validation_data=validation, cache_features=True)  # all in memory
+    assert {(rows, on_disk) for rows, on_disk, _ in storage} == {(len(TEXTS), False), (6, False)}
+    expected = {(6, True, True)} | ({(len(TEXTS), True, True)} if limit == 0 else {(len(TEXTS), False, False)})
+    assert on_file == expected
+    assert list(tmp_path.iterdir()) == []  # the file is gone once fit returns
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(ha.history[key], hb.history[key], rtol=1e-6)
+    for wa, wb in zip(a.get_layer("logits").get_weights(), b.get_layer("logits").get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-6, atol=1e-7)
+
+
+def test_cached_features_are_written_batch_by_batch_in_input_order(bert_preset):
+    from keras_transfer.tasks import base
+
+    model = classifier(bert_preset)
+    batches = model._as_batches(TEXTS, LABELS, 3, shuffle=True, seed=1)[0]  # length-grouped, shuffled
+    trunk = keras.Model(model.inputs, model.get_layer("pooling").output)
+    with base._FeatureStorage(0, None) as storage:
+        features = base._features_in_order(trunk, batches, 0, storage)
+        assert isinstance(features, np.memmap)
+        np.testing.assert_allclose(np.asarray(features), trunk.predict(batches.preprocessor(TEXTS), verbose=0), atol=1e-6)
+    with base._FeatureStorage(10**9, None) as storage:
+        assert type(base._features_in_order(trunk, batches, 0, storage)) is np.ndarray
+        assert not storage.spilled
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5, True, "2GB"])
+def test_bad_cache_memory_limit(bert_model, limit):
+    with raises(ValueError, "`cache_memory_limit`", "number of bytes"):
+        fit(bert_model, cache_memory_limit=limit)
+
+
+def test_cache_dir_must_exist(bert_model, tmp_path):
+    with raises(ValueError, "`cache_dir`", "not an existing directory"):
+        fit(bert_model, cache_dir=tmp_path / "missing")
+    with raises(ValueError, "`cache_dir`", "directory path"):
+        fit(bert_model, cache_dir=3)
 
 
 # ------------------------------------------------------------ unfreezing

@@ -16,6 +16,7 @@ backbone's preprocessor attached. It adds to `keras.Model`:
 
 import contextlib
 import os
+import tempfile
 import types
 
 import keras
@@ -38,6 +39,10 @@ DEFAULT_BATCH_SIZE = 32
 # fast; pretrained weights being fine-tuned need a small step.
 HEAD_LEARNING_RATE = 3e-3
 FINE_TUNING_LEARNING_RATE = 5e-5
+#: Cached features of a frozen backbone (training and validation together)
+#: stay in memory up to this many bytes; beyond it they go to a
+#: memory-mapped file (`Task.fit`'s `cache_memory_limit` and `cache_dir`).
+FEATURE_CACHE_MEMORY_LIMIT = 2 * 1024**3
 
 
 def _is_raw_text(x):
@@ -602,6 +607,8 @@ class Task(distributed.DataParallel, keras.Model):
         seed=None,
         cache_features="auto",
         stop_on_nan=True,
+        cache_memory_limit=None,
+        cache_dir=None,
         **kwargs,
     ):
         """Trains the model; `x` may be raw texts, a `TextData` or a dataset.
@@ -628,7 +635,12 @@ class Task(distributed.DataParallel, keras.Model):
         when the backbone is frozen, the data is raw text, and every callback
         only needs the head's weights (callbacks that save the model, such
         as `ModelCheckpoint`, turn it off). `True` insists, `False` never
-        caches.
+        caches. The features are written batch by batch into their storage:
+        memory up to `cache_memory_limit` bytes (training and validation
+        features together; default `FEATURE_CACHE_MEMORY_LIMIT`, 2 GiB),
+        beyond it a memory-mapped file in `cache_dir` (default: the system's
+        temporary directory) that batches read back from and that is deleted
+        when `fit` returns. `cache_memory_limit=0` always uses the file.
 
         Under torchrun (`torchrun --nproc_per_node=N script.py`) the same
         call trains data-parallel: `batch_size` is the global batch, each
@@ -646,6 +658,7 @@ class Task(distributed.DataParallel, keras.Model):
             raise ValueError(
                 f"Expected `stop_on_nan` to be True or False. Received: stop_on_nan={stop_on_nan!r}"
             )
+        _check_cache_storage(cache_memory_limit, cache_dir)
         if distributed.initialize():
             seed = distributed.broadcast_seed(seed)  # one batch order on every process
         if getattr(self, "optimizer", None) is None:
@@ -671,7 +684,9 @@ class Task(distributed.DataParallel, keras.Model):
         # Under torchrun only rank 0 shows progress and runs writer callbacks.
         kwargs = distributed.main_process_kwargs(kwargs)
         if cache:
-            return self._fit_on_cached_features(data, epochs, validation_data, steps, kwargs)
+            limit = FEATURE_CACHE_MEMORY_LIMIT if cache_memory_limit is None else cache_memory_limit
+            with _FeatureStorage(limit, cache_dir) as storage:
+                return self._fit_on_cached_features(data, epochs, validation_data, steps, kwargs, storage)
         self._size_schedule(steps * epochs if steps else None)
         if isinstance(data, TextBatches):
             # TextBatches shuffles itself, as a pure function of (seed,
@@ -730,22 +745,21 @@ class Task(distributed.DataParallel, keras.Model):
             )
         return cache_features is not False and not reasons
 
-    def _features(self, batches, verbose):
-        """The feature layer's output for every example, in input order."""
+    def _features(self, batches, verbose, storage):
+        """The feature layer's output for every example, in input order, in `storage`."""
         trunk = keras.Model(self.inputs, self.get_layer(self.feature_layer).output)
         # Under torchrun each process computes 1/N of them; all get all.
-        return distributed.sharded_features(lambda part: _predict_in_order(trunk, part, verbose=verbose), batches)
+        return distributed.sharded_features(lambda part: _features_in_order(trunk, part, verbose, storage), batches)
 
-    def _fit_on_cached_features(self, data, epochs, validation_data, steps, kwargs):
+    def _fit_on_cached_features(self, data, epochs, validation_data, steps, kwargs, storage):
         verbose = kwargs.get("verbose", "auto")
         if verbose:
             print(f"Frozen backbone: computing its features once for {len(data.packed)} texts.")
-        x = self._features(data, verbose)
+        x = self._features(data, verbose, storage)
         validation = None
         if validation_data is not None:
-            validation = (self._features(validation_data, verbose), validation_data.labels)
-            if distributed.is_distributed():
-                validation = distributed.shard(_FeatureBatches(validation[0], validation_data))
+            # Batches that read the cached rows (Keras would copy arrays whole).
+            validation = distributed.shard(_FeatureBatches(self._features(validation_data, verbose, storage), validation_data))
         # The head: the same layer objects (so the same weights) on a new input.
         features_in = keras.Input(shape=x.shape[1:], name="features")
         out = features_in
@@ -943,6 +957,79 @@ def _add_callbacks(callbacks, *extra):
             callbacks.append(callback)
         return callbacks
     return list(callbacks or []) + list(extra)
+
+
+class _FeatureStorage:
+    """Arrays for cached features: in memory up to `limit` bytes in all,
+    then memory-mapped files in a temporary directory under `directory`,
+    removed (with the files) when the `with` block ends."""
+
+    def __init__(self, limit, directory):
+        self.limit = limit
+        self.directory = directory
+        self.in_memory = 0
+        self._spill = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._spill is not None:
+            self._spill.cleanup()
+            self._spill = None
+
+    def empty(self, shape, dtype):
+        """An uninitialized array of `shape` and `dtype`."""
+        dtype = np.dtype(dtype)
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if self.in_memory + size <= self.limit:
+            self.in_memory += size
+            return np.empty(shape, dtype)
+        if self._spill is None:
+            self._spill = tempfile.TemporaryDirectory(prefix="kt-features-", dir=self.directory, ignore_cleanup_errors=True)
+        path = tempfile.mkstemp(suffix=".npy", dir=self._spill.name)
+        os.close(path[0])
+        return np.lib.format.open_memmap(path[1], mode="w+", dtype=dtype, shape=tuple(shape))
+
+    @property
+    def spilled(self):
+        """Whether some features went to a file."""
+        return self._spill is not None
+
+
+def _check_cache_storage(limit, directory):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0):
+        raise ValueError(
+            "Expected `cache_memory_limit` to be a number of bytes (an integer, 0 or more) or None. "
+            f"Received: cache_memory_limit={limit!r}"
+        )
+    if directory is not None:
+        if not isinstance(directory, (str, os.PathLike)):
+            raise ValueError(f"Expected `cache_dir` to be a directory path or None. Received: cache_dir={directory!r}")
+        if not os.path.isdir(directory):
+            raise ValueError(
+                f"`cache_dir` {os.fspath(directory)!r} is not an existing directory. "
+                "Create it first, or leave `cache_dir` unset for the system's temporary directory."
+            )
+
+
+def _features_in_order(model, batches, verbose, storage):
+    """`model`'s output for each example of `batches`, in input order, in an
+    array from `storage`, written one batch at a time (no list of batch
+    outputs, concatenation or reordering copy, as `predict` would make)."""
+    plan = list(batches._batches)  # this epoch's batches, as `__getitem__` serves them
+    progress = None
+    if verbose:
+        progress = keras.utils.Progbar(len(plan), verbose=1 if verbose == "auto" else verbose, unit_name="batch")
+    features = None
+    for index, rows in enumerate(plan):
+        outputs = keras.ops.convert_to_numpy(model.predict_on_batch(batches[index][0]))
+        if features is None:
+            features = storage.empty((len(batches.packed), *outputs.shape[1:]), outputs.dtype)
+        features[rows] = outputs
+        if progress is not None:
+            progress.update(index + 1)
+    return features
 
 
 def _predict_in_order(model, batches, **kwargs):
