@@ -162,14 +162,17 @@ def time_block(step, warmup, steps, sync=None, max_seconds=None):
     return (time.perf_counter() - start) / count, count
 
 
-def time_interleaved(steps_by_name, warmup, steps, sync=None):
-    """Times several step functions in alternation, one step each per round.
+def time_interleaved(steps_by_name, warmup, steps, sync=None, block=1):
+    """Times several step functions in alternation, `block` steps each per round.
 
     On a shared machine the load changes over seconds; alternating spreads
     it evenly over the contenders instead of favouring whoever ran first.
     The order is reversed every other round, so neither side always runs
-    right after the other. Returns `{name: [seconds, ...]}`, one entry per
-    round in round order (see `paired_ratio`).
+    right after the other. With `block` 1 each step runs right after
+    another contender's, with its caches cold; with a larger `block` each
+    contender runs that many steps in a row, as a training loop runs, and
+    a round's entry is their mean. Returns `{name: [seconds, ...]}`, one
+    entry per round in round order (see `paired_ratio`).
     """
     for _ in range(warmup):
         for step in steps_by_name.values():
@@ -179,8 +182,9 @@ def time_interleaved(steps_by_name, warmup, steps, sync=None):
     for round_index in range(steps):
         for name, step in order if round_index % 2 == 0 else order[::-1]:
             with Timer(sync) as timer:
-                step()
-            times[name].append(timer.seconds)
+                for _ in range(block):
+                    step()
+            times[name].append(timer.seconds / block)
     return times
 
 

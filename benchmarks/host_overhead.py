@@ -19,6 +19,7 @@ model); HF transformers eager. Medians and the median of per-round ratios.
     python benchmarks/host_overhead.py --smoke     # seconds
     python benchmarks/host_overhead.py --cuda-paths  # the paths a CUDA step takes
     python benchmarks/host_overhead.py --padded      # with padding, as real batches have
+    python benchmarks/host_overhead.py --block 20 --steps 10  # 20 steps in a row per contender and round
 
 On a CPU, keras_transfer keeps Keras' unfused attention for training with
 dropout in bf16 (torch's CPU kernel is slower there), and three query, key
@@ -67,6 +68,11 @@ def parse_args():
         help=f"pad the last {PADDED} positions of one row of each batch (real batches have padding, "
              "and a mask to build); without it every position attends",
     )
+    parser.add_argument(
+        "--block", type=int, default=1,
+        help="steps each contender runs in a row per round (default 1: one step each, alternating, "
+             "every step after another contender's; a training loop runs its own steps in a row)",
+    )
     common.common_arguments(parser, threads=1)
     args = parser.parse_args()
     common.resolve_threads(args, 1)
@@ -113,7 +119,7 @@ def main():
                 backbone, head = gpu_throughput.build_hf(torch, family, config, device)
                 steps["hf"] = gpu_throughput.hf_cases(torch, backbone, head, family, mode, (hf_x, hf_y), device)
             print(f"timing {model_name} {mode}: {args.warmup} warm-up + {args.steps} steps each", flush=True)
-            times = common.time_interleaved(steps, args.warmup, args.steps)
+            times = common.time_interleaved(steps, args.warmup, args.steps, block=args.block)
             vs_hf = common.paired_ratio(times["kt"], times["hf"]) if "hf" in times else (None, None)
             vs_keras = common.paired_ratio(times["kt"], times["keras"]) if "keras" in times else (None, None)
             rows.append([
@@ -143,8 +149,11 @@ def main():
                else "Keras' unfused path in bf16, as on a CPU (--cuda-paths for CUDA's)"),
             "steps: gpu_throughput.kt_cases / hf_cases (train_on_batch / predict_on_batch; HF eager loop, "
             "fused AdamW)",
-            f"median of {args.steps} timed steps after {args.warmup} warm-up, contenders alternating; "
-            "± is half the interquartile range",
+            (f"median of {args.steps} timed steps after {args.warmup} warm-up, contenders alternating; "
+             if args.block == 1 else
+             f"median over {args.steps} rounds of the mean step time of a block of {args.block} steps in a "
+             f"row (--block), after {args.warmup} warm-up steps, contenders alternating by block; ")
+            + "± is half the interquartile range",
             "Keras' kernels: the same keras_transfer model after `keras_transfer.fused.unfuse` "
             "(Keras' and KerasHub's layer code, Keras' optimizer step)",
         ],
