@@ -73,7 +73,7 @@ def runs(tmp_path_factory):
         if script == "gpu_throughput.py":
             command += ["--out", str(logs / "gpu_throughput.md"), "--shapes", "16:2,8:3"]
         if script == "host_overhead.py":
-            command += ["--cuda-paths", "--padded"]
+            command += ["--cuda-paths", "--padded", "--block", "2"]
         log = logs / f"{script}.log"
         with open(log, "w") as file:
             process = subprocess.Popen(
@@ -120,6 +120,7 @@ def test_benchmark_smoke_run(runs, script):
     if script == "host_overhead.py":
         assert "the fused kernel with dropout and one joint query/key/value product, as on CUDA" in output
         assert "padding: the last 4 positions of the second row (--padded)" in output
+        assert "a block of 2 steps in a row (--block)" in output
     if script == "launch_profile.py":
         for line in output.splitlines():
             if line.startswith("| tiny-"):
