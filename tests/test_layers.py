@@ -57,6 +57,38 @@ def test_pooling_accepts_any_mask_dtype(mode, mask_dtype):
     np.testing.assert_allclose(numpy(out), expected(mode), rtol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["cls", "mean", "max", "last"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("mask_dtype", ["bool", "int32", "float32"])
+def test_pooling_on_torch_tensors_is_the_ops_arithmetic_bit_for_bit(mode, dtype, mask_dtype, monkeypatch):
+    # Torch tensors take the torch calls that Keras' ops make; compare the
+    # outputs and the features' gradients with the ops path itself.
+    import torch
+
+    from keras_transfer import layers
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(3, 6, 5)).astype("float32")
+    mask = np.array([[1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]).astype(mask_dtype)  # right, left, none
+
+    def run():
+        x = torch.tensor(features).to(getattr(torch, dtype)).requires_grad_()
+        out = Pooling(mode)(x, torch.tensor(mask))
+        (out.float() * torch.arange(out.numel()).view(out.shape)).sum().backward()
+        return out.detach().float().numpy(), x.grad.float().numpy()
+
+    taken = []
+    original = layers._torch_pooling
+    monkeypatch.setattr(layers, "_torch_pooling", lambda *args: taken.append(1) or original(*args))
+    fast = run()
+    assert taken
+    monkeypatch.setattr(layers, "_TORCH_POOLING_DTYPES", ())  # every call takes keras.ops
+    slow = run()
+    assert len(taken) == 1
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_pooling_all_negative_features_max():
     # The masked maximum must not be the padding's fill value or zero.
     features = -np.abs(FEATURES) - 1
