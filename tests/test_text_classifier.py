@@ -546,6 +546,19 @@ def test_cached_features_are_written_batch_by_batch_in_input_order(bert_preset):
         assert not storage.spilled
 
 
+def test_fit_reports_the_share_of_padding(bert_preset, capsys):
+    model = classifier(bert_preset)
+    fit(model, epochs=1, seed=0, verbose=2)
+    printed = capsys.readouterr().out
+    batches = model._as_batches(TEXTS, LABELS, 4, shuffle=True, seed=0)[0]  # the same plan: (seed, epoch 0)
+    line = f"{len(TEXTS)} texts in {len(batches)} batches of up to 4, grouped by length and padded to each batch's longest"
+    assert line in printed
+    assert f"{batches.padding_share():.1%} of the token positions are padding." in printed
+    assert 0 < batches.padding_share() < 0.5
+    fit(model, epochs=1, seed=0, verbose=0)
+    assert "padding" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("limit", [-1, 1.5, True, "2GB"])
 def test_bad_cache_memory_limit(bert_model, limit):
     with raises(ValueError, "`cache_memory_limit`", "number of bytes"):

@@ -683,6 +683,8 @@ class Task(distributed.DataParallel, keras.Model):
         cache = self._should_cache(cache_features, data, validation_data, kwargs)
         # Under torchrun only rank 0 shows progress and runs writer callbacks.
         kwargs = distributed.main_process_kwargs(kwargs)
+        if isinstance(data, TextBatches) and kwargs.get("verbose", "auto"):
+            print(_describe_batches(data))
         if cache:
             limit = FEATURE_CACHE_MEMORY_LIMIT if cache_memory_limit is None else cache_memory_limit
             with _FeatureStorage(limit, cache_dir) as storage:
@@ -1011,6 +1013,16 @@ def _check_cache_storage(limit, directory):
                 f"`cache_dir` {os.fspath(directory)!r} is not an existing directory. "
                 "Create it first, or leave `cache_dir` unset for the system's temporary directory."
             )
+
+
+def _describe_batches(batches):
+    """One line on how `fit` batches the texts, with the share of padding."""
+    grouped = "grouped by length and " if batches.bucketing else ""
+    return (
+        f"{len(batches.packed)} texts in {len(batches)} batches of up to {batches.batch_size}, "
+        f"{grouped}padded to each batch's longest: {batches.padding_share():.1%} of the "
+        "token positions are padding."
+    )
 
 
 def _features_in_order(model, batches, verbose, storage):
