@@ -69,7 +69,8 @@ def test_pooling_on_torch_tensors_is_the_ops_arithmetic_bit_for_bit(mode, dtype,
 
     rng = np.random.default_rng(0)
     features = rng.normal(size=(3, 6, 5)).astype("float32")
-    mask = np.array([[1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]).astype(mask_dtype)  # right, left, none
+    # Right padding, left padding, none.
+    mask = np.array([[1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]).astype(mask_dtype)
 
     def run():
         x = torch.tensor(features).to(getattr(torch, dtype)).requires_grad_()

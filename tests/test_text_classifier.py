@@ -497,7 +497,9 @@ def test_cached_and_uncached_fit_train_the_head_alike(preset):
 
 
 @pytest.mark.parametrize("limit", [0, "training"])
-def test_cached_features_beyond_the_memory_limit_go_to_a_file_and_train_alike(bert_preset, tmp_path, monkeypatch, limit):
+def test_cached_features_beyond_the_memory_limit_go_to_a_file_and_train_alike(
+    bert_preset, tmp_path, monkeypatch, limit
+):
     from keras_transfer.tasks import base
 
     storage = []
@@ -517,7 +519,10 @@ def test_cached_features_beyond_the_memory_limit_go_to_a_file_and_train_alike(be
     width = a.get_layer("pooling").output.shape[-1]
     # "training": room for the training features only; the validation ones go to the file.
     limit = len(TEXTS) * width * 4 if limit == "training" else limit
-    ha = fit(a, epochs=2, seed=0, validation_data=validation, cache_features=True, cache_memory_limit=limit, cache_dir=tmp_path)
+    ha = fit(
+        a, epochs=2, seed=0, validation_data=validation, cache_features=True,
+        cache_memory_limit=limit, cache_dir=tmp_path,
+    )
     on_file = {(rows, on_disk, exists) for rows, on_disk, exists in storage}
     storage.clear()
     hb = fit(b, epochs=2, seed=0, validation_data=validation, cache_features=True)  # all in memory
@@ -540,7 +545,8 @@ def test_cached_features_are_written_batch_by_batch_in_input_order(bert_preset):
     with base._FeatureStorage(0, None) as storage:
         features = base._features_in_order(trunk, batches, 0, storage)
         assert isinstance(features, np.memmap)
-        np.testing.assert_allclose(np.asarray(features), trunk.predict(batches.preprocessor(TEXTS), verbose=0), atol=1e-6)
+        expected = trunk.predict(batches.preprocessor(TEXTS), verbose=0)
+        np.testing.assert_allclose(np.asarray(features), expected, atol=1e-6)
     with base._FeatureStorage(10**9, None) as storage:
         assert type(base._features_in_order(trunk, batches, 0, storage)) is np.ndarray
         assert not storage.spilled
@@ -551,7 +557,10 @@ def test_fit_reports_the_share_of_padding(bert_preset, capsys):
     fit(model, epochs=1, seed=0, verbose=2)
     printed = capsys.readouterr().out
     batches = model._as_batches(TEXTS, LABELS, 4, shuffle=True, seed=0)[0]  # the same plan: (seed, epoch 0)
-    line = f"{len(TEXTS)} texts in {len(batches)} batches of up to 4, grouped by length and padded to each batch's longest"
+    line = (
+        f"{len(TEXTS)} texts in {len(batches)} batches of up to 4, "
+        "grouped by length and padded to each batch's longest"
+    )
     assert line in printed
     assert f"{batches.padding_share():.1%} of the token positions are padding." in printed
     assert 0 < batches.padding_share() < 0.5

@@ -641,6 +641,7 @@ class Task(distributed.DataParallel, keras.Model):
         beyond it a memory-mapped file in `cache_dir` (default: the system's
         temporary directory) that batches read back from and that is deleted
         when `fit` returns. `cache_memory_limit=0` always uses the file.
+        (Under torchrun the processes' features are gathered in memory.)
 
         Under torchrun (`torchrun --nproc_per_node=N script.py`) the same
         call trains data-parallel: `batch_size` is the global batch, each
@@ -761,7 +762,8 @@ class Task(distributed.DataParallel, keras.Model):
         validation = None
         if validation_data is not None:
             # Batches that read the cached rows (Keras would copy arrays whole).
-            validation = distributed.shard(_FeatureBatches(self._features(validation_data, verbose, storage), validation_data))
+            features = self._features(validation_data, verbose, storage)
+            validation = distributed.shard(_FeatureBatches(features, validation_data))
         # The head: the same layer objects (so the same weights) on a new input.
         features_in = keras.Input(shape=x.shape[1:], name="features")
         out = features_in
@@ -988,10 +990,12 @@ class _FeatureStorage:
             self.in_memory += size
             return np.empty(shape, dtype)
         if self._spill is None:
-            self._spill = tempfile.TemporaryDirectory(prefix="kt-features-", dir=self.directory, ignore_cleanup_errors=True)
-        path = tempfile.mkstemp(suffix=".npy", dir=self._spill.name)
-        os.close(path[0])
-        return np.lib.format.open_memmap(path[1], mode="w+", dtype=dtype, shape=tuple(shape))
+            self._spill = tempfile.TemporaryDirectory(
+                prefix="kt-features-", dir=self.directory, ignore_cleanup_errors=True
+            )
+        handle, path = tempfile.mkstemp(suffix=".npy", dir=self._spill.name)
+        os.close(handle)
+        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
 
     @property
     def spilled(self):
@@ -1007,7 +1011,9 @@ def _check_cache_storage(limit, directory):
         )
     if directory is not None:
         if not isinstance(directory, (str, os.PathLike)):
-            raise ValueError(f"Expected `cache_dir` to be a directory path or None. Received: cache_dir={directory!r}")
+            raise ValueError(
+                f"Expected `cache_dir` to be a directory path or None. Received: cache_dir={directory!r}"
+            )
         if not os.path.isdir(directory):
             raise ValueError(
                 f"`cache_dir` {os.fspath(directory)!r} is not an existing directory. "
