@@ -145,6 +145,10 @@ def _freeing_run_through_graph(self, inputs, operation_fn=lambda op: op, call_fn
     reads it has run; the nodes run in Keras' order and the outputs are
     the same objects.
     """
+    if torch.compiler.is_compiling():
+        # Traced: masks are made afresh (`fused._memoized_mask`), and a
+        # counter that changes every call would make dynamo recompile.
+        return _run_nodes(self, inputs, operation_fn, call_fn)
     # A mask made from inference tensors is kept for one forward pass
     # (`fused._source_version`): this call's, nested backbones included.
     _forward_passes[0] += 1

@@ -56,6 +56,30 @@ def test_jit_compile_gets_weight_decay_decided_before_tracing(bert_preset):
     assert cache[model.optimizer._var_key(model.get_layer("logits").kernel)]
 
 
+def test_jit_compile_steps_run_compiled_without_recompiling(bert_preset):
+    # `jit_compile=True` traces the whole train step with torch.compile.
+    # Python state that changes every call inside the traced code (a
+    # counter, say) makes dynamo recompile the frame at every step until
+    # its limit, then run it eagerly: after two warm-up steps, further
+    # steps must find compiled graphs and make no new ones.
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16, freeze=False)
+    model.compile(jit_compile=True)
+    batch = model.preprocessor(["a good film", "bad", "the plot is fun", "fine"])  # padded rows
+    labels = np.array([1, 0, 1, 1])
+    for _ in range(2):
+        model.train_on_batch(batch, labels)
+    stats = torch._dynamo.utils.counters["stats"]
+    graphs = stats["unique_graphs"]
+    assert graphs > 0  # the step was traced
+    for _ in range(3):
+        logs = model.train_on_batch(batch, labels, return_dict=True)
+    assert stats["unique_graphs"] == graphs
+    assert np.isfinite(logs["loss"])
+
+
 def test_unused_pooler_is_frozen_when_built_over_a_trainable_backbone(bert_preset):
     backbone, preprocessor = kt.load_backbone(bert_preset, sequence_length=16)
     model = kt.TextClassifier(backbone, num_classes=2, preprocessor=preprocessor, pooling="mean")
