@@ -24,6 +24,7 @@ and the ratio of the fastest steps.
 
     python benchmarks/cpu_step_time.py                 # about 4 min on 2 cores
     python benchmarks/cpu_step_time.py --smoke         # tiny random model, seconds
+    python benchmarks/cpu_step_time.py --jit-compile --no-keras-kernels   # adds compile(jit_compile=True)
 """
 
 import argparse
@@ -57,6 +58,11 @@ def parse_args():
     parser.add_argument(
         "--no-keras-kernels", action="store_true",
         help="skip the third contender: the same keras_transfer model on Keras' own kernels",
+    )
+    parser.add_argument(
+        "--jit-compile", action="store_true",
+        help="add the same keras_transfer model compiled with jit_compile=True (torch.compile of the "
+             "step); its first step, tracing and compiling, is reported apart",
     )
     common.common_arguments(parser, threads=THREADS)
     args = parser.parse_args()
@@ -101,7 +107,7 @@ def main():
     # and the same model on Keras' own kernels (`fused.unfuse`), unless skipped.
     from keras_transfer import fused
 
-    kt_models, keras_models = {}, {}
+    kt_models, keras_models, jit_models = {}, {}, {}
     for case in args.cases:
         freeze = case != "finetune"
 
@@ -115,6 +121,9 @@ def main():
         if not args.no_keras_kernels:
             keras_models[case] = build()
             fused.unfuse(keras_models[case])
+        if args.jit_compile:
+            jit_models[case] = build()
+            jit_models[case].compile(jit_compile=True)  # the task defaults, traced
     tokenizer = next(iter(kt_models.values())).preprocessor.tokenizer
     token_ids, labels = make_batch(tokenizer, args.batch_size, args.sequence_length, SEED)
     kt_x = {
@@ -124,7 +133,7 @@ def main():
     }
 
     steps = {case: {} for case in args.cases}
-    for name, models in (("kt", kt_models), ("keras", keras_models)):
+    for name, models in (("kt", kt_models), ("keras", keras_models), ("jit", jit_models)):
         for case, model in models.items():
             if case == "inference":
                 steps[case][name] = lambda model=model: model.predict_on_batch(kt_x)
@@ -178,6 +187,13 @@ def main():
         "finetune": "full fine-tuning step",
         "inference": "inference (forward only)",
     }
+    first_steps = {}  # jit_compile: the first step traces and compiles
+    for case in args.cases:
+        if "jit" in steps[case]:
+            print(f"compiling {case} (jit_compile=True) ...", flush=True)
+            with common.Timer() as timer:
+                steps[case]["jit"]()
+            first_steps[case] = timer.seconds
     rows = []
     for case in args.cases:
         print(f"timing {case}: {args.warmup} warm-up + {args.steps} timed steps per stack", flush=True)
@@ -186,6 +202,9 @@ def main():
         hf_t = common.median(times["hf"]) if "hf" in times else None
         paired, paired_spread = common.paired_ratio(times["kt"], times["hf"]) if hf_t else (None, None)
         own, own_spread = common.paired_ratio(times["kt"], times["keras"]) if "keras" in times else (None, None)
+        jit_cells = []
+        if args.jit_compile:
+            jit_cells = [common.ms_cell(times["jit"]), common.ratio_cell(*common.paired_ratio(times["jit"], times["kt"]))]
         rows.append([
             names[case],
             common.ms_cell(times["kt"]),
@@ -195,12 +214,14 @@ def main():
             common.ratio_cell(paired, paired_spread),
             common.ratio(min(times["kt"]), min(times["hf"])) if hf_t else "—",
             common.ratio_cell(own, own_spread),
+            *jit_cells,
         ])
 
     common.report(
         "CPU step time: keras_transfer vs HF transformers",
         ["case", "keras_transfer ms/step", "Keras' kernels ms/step", "HF ms/step", "kt/HF", "per-round kt/HF",
-         "fastest kt/HF", "per-round kt/Keras' kernels"],
+         "fastest kt/HF", "per-round kt/Keras' kernels"]
+        + (["jit_compile ms/step", "per-round jit_compile/kt"] if args.jit_compile else []),
         rows,
         notes=[
             f"model: {'tiny random BERT (smoke)' if args.smoke else path}",
@@ -222,7 +243,11 @@ def main():
             if not args.no_keras_kernels else "Keras' kernels: skipped (--no-keras-kernels)",
             f"HF: AutoModel (attention {attention}) + mean pooling + Linear, fused AdamW (the Trainer default) with warmup/decay"
             if not args.no_hf else "HF side skipped (--no-hf)",
-        ],
+        ] + ([
+            "jit_compile: the same keras_transfer model after compile(jit_compile=True) (Keras traces the "
+            "step with torch.compile); its first step (tracing and compiling): "
+            + ", ".join(f"{case} {seconds:.1f} s" for case, seconds in first_steps.items())
+        ] if args.jit_compile else []),
     )
 
 

@@ -20,11 +20,15 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
 HAVE_HF = importlib.util.find_spec("transformers") is not None
 TIMEOUT = 300  # seconds per script; a smoke run takes 10-30 s on 2 idle cores
 
-# script: (title it prints, first cells of the table rows it must print)
+# script (and extra arguments): (title it prints, first cells of the table rows it must print)
 SCRIPTS = {
     "cpu_step_time.py": (
         "CPU step time",
         ["frozen backbone, head training step", "full fine-tuning step", "inference (forward only)"],
+    ),
+    "cpu_step_time.py --jit-compile --cases inference --no-keras-kernels": (
+        "CPU step time",
+        ["inference (forward only)"],
     ),
     "imdb_end_to_end.py": (
         "IMDB end to end",
@@ -67,14 +71,15 @@ def runs(tmp_path_factory):
     )
     started = {}
     for script in SCRIPTS:
-        command = [sys.executable, str(BENCHMARKS / script), "--smoke"]
+        name, *extra = script.split()
+        command = [sys.executable, str(BENCHMARKS / name), "--smoke", *extra]
         if not HAVE_HF:
             command.append("--no-hf")
         if script == "gpu_throughput.py":
             command += ["--out", str(logs / "gpu_throughput.md"), "--shapes", "16:2,8:3"]
         if script == "host_overhead.py":
             command += ["--cuda-paths", "--padded", "--block", "2"]
-        log = logs / f"{script}.log"
+        log = logs / f"{script.replace(' ', '_')}.log"
         with open(log, "w") as file:
             process = subprocess.Popen(
                 command, stdout=file, stderr=subprocess.STDOUT, env=env, cwd=BENCHMARKS.parent
@@ -121,6 +126,8 @@ def test_benchmark_smoke_run(runs, script):
         assert "the fused kernel with dropout and one joint query/key/value product, as on CUDA" in output
         assert "padding: the last 4 positions of the second row (--padded)" in output
         assert "a block of 2 steps in a row (--block)" in output
+    if "--jit-compile" in script:
+        assert "jit_compile ms/step" in output and "its first step (tracing and compiling): inference" in output
     if script == "launch_profile.py":
         for line in output.splitlines():
             if line.startswith("| tiny-"):
