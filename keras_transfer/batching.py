@@ -144,7 +144,7 @@ class TextBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rows = self._batches[index]
-        x = self.preprocessor.collate([self.packed[i] for i in rows])
+        x = self.collate(rows)
         if self.labels is None:
             return (x,)
         return x, self.labels[rows]
@@ -160,5 +160,23 @@ class TextBatches(keras.utils.PyDataset):
 
     def padding_share(self):
         """The share of padded positions over one epoch, in [0, 1)."""
-        padded = sum(len(rows) * self.lengths[rows].max() for rows in self._batches)
-        return 1.0 - self.lengths.sum() / padded
+        return padding_share(self.lengths, self._batches)
+
+    def by_length(self):
+        """Every example once, in batches of `batch_size` sorted by exact
+        length: the least padding there is, for a pass whose results do not
+        depend on which examples share a batch (a frozen backbone's features,
+        in inference mode)."""
+        order = np.argsort(self.lengths, kind="stable")
+        return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+
+    def collate(self, rows):
+        """The padded model inputs of the examples `rows`."""
+        return self.preprocessor.collate([self.packed[i] for i in rows])
+
+
+def padding_share(lengths, batches):
+    """The share of padded positions when `batches` (example indices) are
+    each padded to their longest example, in [0, 1)."""
+    padded = sum(len(rows) * lengths[rows].max() for rows in batches)
+    return 1.0 - lengths[np.concatenate(batches)].sum() / padded

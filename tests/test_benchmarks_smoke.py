@@ -37,7 +37,8 @@ SCRIPTS = {
     ),
     "padding.py": (
         "Padding per epoch",
-        ["bucketing (kt.TextBatches)", "pad to max (64)", "pad to longest in batch"],
+        ["bucketing (kt.TextBatches)", "pad to max (64)", "pad to longest in batch",
+         "sorted by length (frozen feature pass)"],
     ),
     "memory.py": (
         "Peak memory against data size (frozen backbone)",

@@ -568,6 +568,36 @@ def test_fit_reports_the_share_of_padding(bert_preset, capsys):
     assert "padding" not in capsys.readouterr().out
 
 
+def test_features_are_computed_in_batches_sorted_by_length(bert_preset):
+    from keras_transfer.batching import padding_share
+    from keras_transfer.tasks import base
+
+    model = classifier(bert_preset)
+    texts = [" ".join(["film"] * n) for n in (9, 1, 5, 3, 8, 2, 7, 4, 6, 1)]
+    batches = model._as_batches(texts, [0] * len(texts), 3, shuffle=True, seed=0)[0]
+    plan = batches.by_length()
+    assert sorted(np.concatenate(plan).tolist()) == list(range(len(texts)))  # each example once
+    assert [len(rows) for rows in plan] == [3, 3, 3, 1]
+    lengths = [batches.lengths[rows].max() for rows in plan]
+    assert lengths == sorted(lengths)
+    # The sorted plan pads no more than the epoch's (which mixes lengths on purpose).
+    assert padding_share(batches.lengths, plan) <= batches.padding_share()
+    trunk = keras.Model(model.inputs, model.get_layer("pooling").output)
+    widths = []
+    original = trunk.predict_on_batch
+
+    def recording(x):
+        widths.append(x["token_ids"].shape[1])
+        return original(x)
+
+    trunk.predict_on_batch = recording
+    with base._FeatureStorage(10**9, None) as storage:
+        features = base._features_in_order(trunk, batches, 0, storage)
+    assert widths == sorted(widths) and len(widths) == len(plan)
+    expected = np.concatenate([original(batches.preprocessor([text])) for text in texts])
+    np.testing.assert_allclose(features, expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("limit", [-1, 1.5, True, "2GB"])
 def test_bad_cache_memory_limit(bert_model, limit):
     with raises(ValueError, "`cache_memory_limit`", "number of bytes"):

@@ -25,7 +25,7 @@ from keras.src.backend.common.stateless_scope import in_stateless_scope
 
 from keras_transfer import distributed, freezing, fused, layer_walk
 from keras_transfer import lora as lora_lib
-from keras_transfer.batching import TextBatches
+from keras_transfer.batching import TextBatches, padding_share
 from keras_transfer import lr_finder
 from keras_transfer.callbacks.learning_rate import LearningRateLogger
 from keras_transfer.callbacks.backup import BackupAndRestore
@@ -757,7 +757,11 @@ class Task(distributed.DataParallel, keras.Model):
     def _fit_on_cached_features(self, data, epochs, validation_data, steps, kwargs, storage):
         verbose = kwargs.get("verbose", "auto")
         if verbose:
-            print(f"Frozen backbone: computing its features once for {len(data.packed)} texts.")
+            plan = data.by_length()
+            print(
+                f"Frozen backbone: computing its features once for {len(data.packed)} texts, "
+                f"in {len(plan)} batches sorted by length ({padding_share(data.lengths, plan):.1%} padding)."
+            )
         x = self._features(data, verbose, storage)
         validation = None
         if validation_data is not None:
@@ -1034,14 +1038,22 @@ def _describe_batches(batches):
 def _features_in_order(model, batches, verbose, storage):
     """`model`'s output for each example of `batches`, in input order, in an
     array from `storage`, written one batch at a time (no list of batch
-    outputs, concatenation or reordering copy, as `predict` would make)."""
-    plan = list(batches._batches)  # this epoch's batches, as `__getitem__` serves them
+    outputs, concatenation or reordering copy, as `predict` would make).
+
+    The examples go through in batches sorted by exact length
+    (`TextBatches.by_length`): a frozen backbone in inference mode gives an
+    example the same features whatever shares its batch (to float
+    rounding), so the pass pads as little as it can (on IMDB at length
+    256, under 1% of the positions against about 5% in a training epoch's
+    batches, which mix lengths on purpose).
+    """
+    plan = batches.by_length()
     progress = None
     if verbose:
         progress = keras.utils.Progbar(len(plan), verbose=1 if verbose == "auto" else verbose, unit_name="batch")
     features = None
     for index, rows in enumerate(plan):
-        outputs = keras.ops.convert_to_numpy(model.predict_on_batch(batches[index][0]))
+        outputs = keras.ops.convert_to_numpy(model.predict_on_batch(batches.collate(rows)))
         if features is None:
             features = storage.empty((len(batches.packed), *outputs.shape[1:]), outputs.dtype)
         features[rows] = outputs
