@@ -57,6 +57,8 @@ def fine_tune(
     seed=None,
     callbacks=None,
     verbose="auto",
+    cache_memory_limit=None,
+    cache_dir=None,
 ):
     """Trains the head on the frozen backbone, then unfreezes and goes on.
 
@@ -96,6 +98,11 @@ def fine_tune(
         seed: as for `fit`. Defaults to `None`.
         callbacks: more callbacks for both stages. Defaults to `None`.
         verbose: as for `fit`. Defaults to `"auto"`.
+        cache_memory_limit: bytes of stage 1's cached features kept in
+            memory, the rest in a file, as for `fit`. Defaults to `None`
+            (2 GiB).
+        cache_dir: where that file goes, as for `fit`. Defaults to `None`
+            (the system's temporary directory).
 
     Returns:
         A `keras.callbacks.History` over both stages: epoch `i` of
@@ -108,6 +115,9 @@ def fine_tune(
     kt.plot_history(history, path="curves.png")
     ```
     """
+    from keras_transfer.tasks.base import _check_cache_storage
+
+    _check_cache_storage(cache_memory_limit, cache_dir)  # before anything changes the model
     _check_epochs("head_epochs", head_epochs, 0)
     _check_epochs("epochs", epochs, 1)
     _check_epochs("patience", patience, 0)
@@ -146,7 +156,10 @@ def fine_tune(
     if head_epochs:
         freezing.freeze(model)
         model.compile(learning_rate=head_learning_rate)
-        history = model.fit(x, y, epochs=head_epochs, callbacks=stage_callbacks(False), **common)
+        history = model.fit(
+            x, y, epochs=head_epochs, callbacks=stage_callbacks(False),
+            cache_memory_limit=cache_memory_limit, cache_dir=cache_dir, **common,
+        )
         histories.append((1, history))
     freezing.unfreeze(model, top=None if unfreeze == "all" else unfreeze)
     model.compile(learning_rate=learning_rate, layer_decay=layer_decay)

@@ -503,6 +503,25 @@ def test_fine_tune_trains_the_head_then_the_top_block(bert_preset, tmp_path):
     assert final == pytest.approx(min(stage_2), rel=1e-4)
 
 
+def test_fine_tune_caches_stage_one_features_where_told(bert_preset, tmp_path, monkeypatch):
+    from keras_transfer.tasks import base
+
+    files = []
+    original = base._FeatureStorage.empty
+
+    def recording(self, shape, dtype):
+        array = original(self, shape, dtype)
+        files.append(getattr(array, "filename", None))
+        return array
+
+    monkeypatch.setattr(base._FeatureStorage, "empty", recording)
+    model = classifier(bert_preset, freeze=True)
+    model.fine_tune(TEXTS, LABELS, head_epochs=1, epochs=1, batch_size=10, verbose=0,
+                    cache_memory_limit=0, cache_dir=tmp_path)
+    assert files and all(name is not None and name.startswith(str(tmp_path)) for name in files)
+    assert list(tmp_path.iterdir()) == []  # removed when stage 1's fit returned
+
+
 def test_fine_tune_without_validation_runs_every_epoch(bert_preset):
     model = classifier(bert_preset, freeze=True)
     history = model.fine_tune(TEXTS, LABELS, head_epochs=1, epochs=1, batch_size=10, verbose=0)
@@ -518,6 +537,8 @@ def test_fine_tune_without_validation_runs_every_epoch(bert_preset):
         ({"head_epochs": -1}, ("head_epochs", ">= 0")),
         ({"epochs": 0}, ("epochs", ">= 1")),
         ({"checkpoint": "best.h5"}, ("checkpoint", ".keras")),
+        ({"cache_memory_limit": "1GB"}, ("cache_memory_limit", "number of bytes")),
+        ({"cache_dir": "/nonexistent/kt-cache"}, ("cache_dir", "not an existing directory")),
     ],
 )
 def test_fine_tune_rejects_bad_arguments(untouched_model, kwargs, fragments):
