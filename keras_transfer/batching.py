@@ -162,13 +162,32 @@ class TextBatches(keras.utils.PyDataset):
         """The share of padded positions over one epoch, in [0, 1)."""
         return padding_share(self.lengths, self._batches)
 
-    def by_length(self):
-        """Every example once, in batches of `batch_size` sorted by exact
-        length: the least padding there is, for a pass whose results do not
-        depend on which examples share a batch (a frozen backbone's features,
-        in inference mode)."""
+    def by_length(self, max_tokens=None):
+        """Every example once, in batches sorted by exact length: the least
+        padding there is, for a pass whose results do not depend on which
+        examples share a batch (a frozen backbone's features, in inference
+        mode).
+
+        Args:
+            max_tokens: `None` for batches of `batch_size`; a number of token
+                positions for batches of at least `batch_size` examples, made
+                larger while the padded batch holds at most `max_tokens`
+                positions (more short examples in a batch than long ones).
+        """
         order = np.argsort(self.lengths, kind="stable")
-        return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        if max_tokens is None:
+            return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        lengths = self.lengths[order]
+        batches = []
+        start = 0
+        while start < len(order):
+            end = min(start + self.batch_size, len(order))
+            # Sorted, so the example added last is the batch's longest.
+            while end < len(order) and (end + 1 - start) * lengths[end] <= max_tokens:
+                end += 1
+            batches.append(order[start:end])
+            start = end
+        return batches
 
     def collate(self, rows):
         """The padded model inputs of the examples `rows`."""

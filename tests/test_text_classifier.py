@@ -6,6 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import torch
 from helpers import LABELS, TEXTS, changed, raises, requires_grad, snapshot, trainable_layer_names
 
 import keras_transfer as kt
@@ -596,6 +597,76 @@ def test_features_are_computed_in_batches_sorted_by_length(bert_preset):
     assert widths == sorted(widths) and len(widths) == len(plan)
     expected = np.concatenate([original(batches.preprocessor([text])) for text in texts])
     np.testing.assert_allclose(features, expected, atol=1e-5)
+
+
+def test_by_length_fills_batches_up_to_a_token_budget(bert_preset):
+    model = classifier(bert_preset)
+    texts = [" ".join(["film"] * n) for n in (9, 1, 5, 3, 8, 2, 7, 4, 6, 1, 12, 2, 3)]
+    batches = model._as_batches(texts, None, 3, shuffle=True, seed=0)[0]
+    lengths = batches.lengths
+    plan = batches.by_length(max_tokens=24)
+    assert sorted(np.concatenate(plan).tolist()) == list(range(len(texts)))
+    order = np.concatenate(plan)
+    assert np.all(np.diff(lengths[order]) >= 0)  # sorted by length
+    for index, rows in enumerate(plan):
+        last = index == len(plan) - 1
+        assert len(rows) >= 3 or last  # never fewer than batch_size
+        if len(rows) > 3:
+            assert len(rows) * lengths[rows].max() <= 24  # above batch_size only within the budget
+        if not last:  # and as large as the budget allows
+            following = plan[index + 1][0]
+            assert (len(rows) + 1) * lengths[following] > 24 or len(rows) < 3
+    assert len(plan) < len(batches.by_length())
+    # A budget below one batch's positions leaves batch_size.
+    assert [len(rows) for rows in batches.by_length(max_tokens=1)] == [len(r) for r in batches.by_length()]
+
+
+def test_feature_pass_uses_the_devices_token_budget_and_splits_batches_out_of_memory(bert_preset, monkeypatch):
+    from keras_transfer.tasks import base
+
+    model = classifier(bert_preset)
+    texts = [" ".join(["film"] * n) for n in (9, 1, 5, 3, 8, 2, 7, 4, 6, 1, 12, 2, 3)]
+    batches = model._as_batches(texts, None, 2, shuffle=True, seed=0)[0]
+    trunk = keras.Model(model.inputs, model.get_layer("pooling").output)
+    original = trunk.predict_on_batch
+    expected = np.concatenate([original(batches.preprocessor([text])) for text in texts])
+    sizes = []
+
+    def recording(x):
+        sizes.append(x["token_ids"].shape[0])
+        return original(x)
+
+    trunk.predict_on_batch = recording
+    assert base._device_type() == "cpu" and "cpu" not in base.FEATURE_PASS_TOKENS
+    with base._FeatureStorage(10**9, None) as storage:
+        base._features_in_order(trunk, batches, 0, storage)
+    assert max(sizes) == 2  # no budget on this device: fit's batch size
+    monkeypatch.setitem(base.FEATURE_PASS_TOKENS, "cpu", 40)
+    sizes.clear()
+    with base._FeatureStorage(10**9, None) as storage:
+        features = base._features_in_order(trunk, batches, 0, storage)
+    assert sizes == [len(rows) for rows in batches.by_length(max_tokens=40)] and max(sizes) > 2
+    np.testing.assert_allclose(features, expected, atol=1e-5)
+
+    def out_of_memory_above_three(x):
+        if x["token_ids"].shape[0] > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return recording(x)
+
+    trunk.predict_on_batch = out_of_memory_above_three
+    sizes.clear()
+    with base._FeatureStorage(10**9, None) as storage:
+        features = base._features_in_order(trunk, batches, 0, storage)
+    assert sizes and max(sizes) <= 3 and sum(sizes) == len(texts)  # each text once
+    np.testing.assert_allclose(features, expected, atol=1e-5)
+
+    def always_out_of_memory(x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    trunk.predict_on_batch = always_out_of_memory
+    with pytest.raises(torch.OutOfMemoryError):  # one text that does not fit is the user's to see
+        with base._FeatureStorage(10**9, None) as storage:
+            base._features_in_order(trunk, batches, 0, storage)
 
 
 @pytest.mark.parametrize("limit", [-1, 1.5, True, "2GB"])
