@@ -716,3 +716,36 @@ def test_heads_start_from_small_weights(bert_preset, make):
     for kernel in kernels:
         assert np.abs(kernel).max() <= 0.04 + 1e-6  # truncated at two standard deviations
         assert 0.005 < kernel.std() < 0.03
+
+
+@pytest.mark.parametrize(
+    "build, y, metrics",
+    [
+        (lambda preset: kt.TextClassifier.from_preset(preset, num_classes=2, sequence_length=32), LABELS, ["accuracy"]),
+        (lambda preset: kt.TextClassifier.from_preset(preset, num_classes=2, sequence_length=32), LABELS, ["acc", "sparse_categorical_crossentropy"]),
+        (multi_model, MULTI_HOT, ["accuracy", keras.metrics.AUC(multi_label=True, name="auc")]),
+        (regressor, TARGETS, ["mae", "mse"]),
+    ],
+    ids=["accuracy", "acc", "multi_label", "regression"],
+)
+def test_metric_names_mean_the_same_with_and_without_cached_features(bert_preset, build, y, metrics):
+    # Keras' compile resolves a name such as "accuracy" from the loss and
+    # the outputs; the head trained on cached features must do the same.
+    histories, evaluations = [], []
+    for cache_features in (True, False):
+        keras.utils.set_random_seed(0)
+        model = build(bert_preset)
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss=model.default_loss(), metrics=metrics)
+        histories.append(
+            fit(model, TEXTS, y, batch_size=len(TEXTS), epochs=2, cache_features=cache_features,
+                validation_data=(TEXTS, y)).history
+        )
+        evaluations.append(model.evaluate(TEXTS, y, batch_size=len(TEXTS), verbose=0, return_dict=True))
+    cached, uncached = histories
+    assert sorted(cached) == sorted(uncached)
+    assert {f"val_{name}" for name in evaluations[0]} <= set(cached)  # fit logs what evaluate names
+    for key in uncached:
+        np.testing.assert_allclose(cached[key], uncached[key], rtol=1e-4, atol=1e-6, err_msg=key)
+    # The last epoch's validation values are evaluate's on the same weights.
+    for name, value in evaluations[0].items():
+        np.testing.assert_allclose(cached[f"val_{name}"][-1], value, rtol=1e-4, atol=1e-6, err_msg=name)

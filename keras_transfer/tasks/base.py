@@ -543,7 +543,12 @@ class Task(distributed.DataParallel, keras.Model):
         if fused.is_fused(self):
             # Adam/AdamW: torch's fused kernel, the same update.
             fused.fuse_optimizer(self.optimizer)
-        self._compiled_with = {"loss": loss, "metrics": metrics}
+        self._compiled_with = {
+            "loss": loss,
+            "metrics": metrics,
+            "weighted_metrics": kwargs.get("weighted_metrics"),
+            "loss_weights": kwargs.get("loss_weights"),
+        }
         self._prepare_for_jit_compile()
 
     def compile_from_config(self, config):
@@ -785,11 +790,13 @@ class Task(distributed.DataParallel, keras.Model):
         for layer in self._head_layers():
             out = layer(out)
         head = distributed.DataParallelModel(features_in, out, name=f"{self.name}_head")
-        metrics = self._compiled_with["metrics"]
+        compiled = self._compiled_with
         head.compile(
             optimizer=self.optimizer,
-            loss=self._compiled_with["loss"],
-            metrics=[keras.metrics.get(keras.metrics.serialize(m)) for m in metrics or []],
+            loss=compiled["loss"],
+            metrics=_fresh_metrics(compiled["metrics"]),
+            weighted_metrics=_fresh_metrics(compiled.get("weighted_metrics")),
+            loss_weights=compiled.get("loss_weights"),
         )
         self._size_schedule(steps * epochs if steps else None)
         # The same batches, in the same order, as training on the texts.
@@ -968,6 +975,22 @@ def _mark_weightless_layers_built(layer):
     for sub in layer._flatten_layers(include_self=True, recursive=True):
         if not sub.built and not sub.weights:
             sub.built = True
+
+
+def _fresh_metrics(spec):
+    """A `metrics` argument like `spec` for the head on cached features: new
+    metric objects (the head keeps its own state) and names such as
+    `"accuracy"` or `"mae"` left for `compile` to resolve, from the loss
+    and the outputs, and name, as it did for the whole model."""
+    if spec is None:
+        return None
+
+    def fresh(metric):
+        if isinstance(metric, keras.metrics.Metric):
+            return type(metric).from_config(metric.get_config())
+        return metric
+
+    return keras.tree.map_structure(fresh, spec)
 
 
 def _add_callbacks(callbacks, *extra):
