@@ -132,6 +132,9 @@ class TextBatches(keras.utils.PyDataset):
         self.seed = int(seed)
         self.epoch = 0
         self.lengths = np.array([len(tokens) for tokens, _ in self.packed])
+        #: One weight per example (`fit`'s and `evaluate`'s `sample_weight`),
+        #: served as the third item of each batch; or `None`.
+        self.sample_weight = None
         self._batches = self._plan()
 
     def _plan(self):
@@ -147,6 +150,8 @@ class TextBatches(keras.utils.PyDataset):
         x = self.collate(rows)
         if self.labels is None:
             return (x,)
+        if self.sample_weight is not None:
+            return x, self.labels[rows], self.sample_weight[rows]
         return x, self.labels[rows]
 
     def set_epoch(self, epoch):

@@ -473,6 +473,7 @@ def _text_subset(batches, indices):
     part = copy.copy(batches)
     part.packed = [batches.packed[i] for i in indices]
     part.labels = None if batches.labels is None else batches.labels[indices]
+    part.sample_weight = None if batches.sample_weight is None else batches.sample_weight[indices]
     part.lengths = batches.lengths[indices]
     part.shuffle = False
     part._batches = part._plan()

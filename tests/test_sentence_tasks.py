@@ -478,6 +478,29 @@ def test_regressor_fit_learns_the_target_scale(bert_preset, cache_features):
     assert model.target_mean == pytest.approx([TARGETS.mean()])
 
 
+def test_a_failed_first_fit_leaves_the_target_scale_unlearned(bert_preset):
+    model = regressor(bert_preset)
+    with raises(ValueError, "labels"):
+        fit(model, TEXTS, [100.0, 200.0, 300.0])  # 3 targets for 10 texts
+    with raises(ValueError, "validation_split"):
+        fit(model, TEXTS, TARGETS * 100, validation_split=1.5)
+    assert model.target_mean is None and model.target_std is None
+    scaling = model.get_layer("predictions")
+    assert (scaling.mean, scaling.std) == (0.0, 1.0)
+    fit(model, TEXTS, TARGETS, epochs=1)
+    assert model.target_mean == pytest.approx([TARGETS.mean()])
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise KeyboardInterrupt
+
+    # Once a step has trained the head on a scale, an interrupted fit keeps it.
+    model = regressor(bert_preset)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, TEXTS, TARGETS, cache_features=False, callbacks=[Interrupt()])
+    assert model.target_mean == pytest.approx([TARGETS.mean()])
+
+
 def test_standardisation_puts_predictions_in_range_at_once(bert_preset):
     """On targets far from 0, a standardised head starts at their mean; an
     unscaled one is still far off after the same short training."""

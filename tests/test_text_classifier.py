@@ -669,6 +669,105 @@ def test_feature_pass_uses_the_devices_token_budget_and_splits_batches_out_of_me
             base._features_in_order(trunk, batches, 0, storage)
 
 
+@pytest.mark.parametrize("as_text_data", [False, True])
+def test_validation_split_holds_out_the_last_texts(bert_preset, as_text_data):
+    # Keras' rule for arrays: the last 30% of 10 examples, before shuffling.
+    x = from_lists(TEXTS, LABELS) if as_text_data else TEXTS
+    y = None if as_text_data else LABELS
+    histories = []
+    for kwargs in ({"validation_split": 0.3}, {"validation_data": (TEXTS[7:], LABELS[7:])}):
+        keras.utils.set_random_seed(0)
+        model = classifier(bert_preset)
+        train_x = x if "validation_split" in kwargs else (x[:7] if as_text_data else TEXTS[:7])
+        train_y = y if y is None or "validation_split" in kwargs else LABELS[:7]
+        histories.append(model.fit(train_x, train_y, batch_size=4, epochs=2, seed=0, verbose=0, **kwargs).history)
+    assert set(histories[0]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    for key in histories[1]:
+        np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-6, err_msg=key)
+
+
+def test_bad_validation_split(bert_model):
+    with raises(ValueError, "`validation_data` and `validation_split`"):
+        fit(bert_model, validation_split=0.2, validation_data=(TEXTS, LABELS))
+    for split in (1.5, -0.1, True, "0.2"):
+        with raises(ValueError, "`validation_split`", "between 0 and 1"):
+            fit(bert_model, validation_split=split)
+    with raises(ValueError, "leaves no texts to validate on"):
+        fit(bert_model, validation_split=0.01)
+    batches = bert_model._as_batches(TEXTS, LABELS, 4, shuffle=False)[0]
+    with raises(ValueError, "`validation_split` cannot split this TextBatches", "validation_data="):
+        bert_model.fit(batches, validation_split=0.2, verbose=0)
+
+
+@pytest.mark.parametrize("cache_features", [True, False])
+def test_sample_weight_with_raw_texts_weights_the_loss(bert_preset, cache_features):
+    weights = np.array([0.0, 2.0, 1.0, 0.0, 3.0, 1.0, 0.5, 0.0, 1.0, 2.0], dtype="float32")
+    keras.utils.set_random_seed(0)
+    model = classifier(bert_preset, dropout=0.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=model.default_loss(), metrics=["accuracy"])
+    expected_loss = model.evaluate(TEXTS, LABELS, sample_weight=weights, batch_size=10, verbose=0, return_dict=True)["loss"]
+    # Keras' own loss on arrays with the same weights: the same number.
+    arrays = model.evaluate(model.preprocessor(TEXTS), np.array(LABELS), sample_weight=weights, verbose=0, return_dict=True)
+    assert expected_loss == pytest.approx(arrays["loss"], rel=1e-5)
+    unweighted = model.evaluate(TEXTS, LABELS, batch_size=10, verbose=0, return_dict=True)["loss"]
+    assert expected_loss != pytest.approx(unweighted, rel=1e-3)
+    # A weight of 0 means the text does not train: one step on weights
+    # that keep only text 1 equals one step on text 1 alone.
+    only_one = np.zeros(10, dtype="float32")
+    only_one[1] = 1.0
+    a, b = classifier(bert_preset, dropout=0.0), classifier(bert_preset, dropout=0.0)
+    b.get_layer("logits").set_weights(a.get_layer("logits").get_weights())
+    for model in (a, b):
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=model.default_loss())
+    history = a.fit(TEXTS, LABELS, sample_weight=only_one * 10, batch_size=10, epochs=1, verbose=0,
+                    cache_features=cache_features, validation_data=(TEXTS, LABELS, weights))
+    b.fit(TEXTS[1:2], LABELS[1:2], batch_size=1, epochs=1, verbose=0, cache_features=cache_features)
+    for wa, wb in zip(a.get_layer("logits").get_weights(), b.get_layer("logits").get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
+    assert history.history["val_loss"][0] == pytest.approx(
+        a.evaluate(TEXTS, LABELS, sample_weight=weights, batch_size=10, verbose=0, return_dict=True)["loss"], rel=1e-5
+    )
+
+
+def test_bad_sample_weight(bert_model):
+    with raises(ValueError, "`sample_weight`", "one number per text (10)"):
+        fit(bert_model, sample_weight=np.ones(3))
+    with raises(ValueError, "`sample_weight[2]`", "finite and 0 or more"):
+        fit(bert_model, sample_weight=[1, 1, -1, 1, 1, 1, 1, 1, 1, 1])
+    with raises(ValueError, "`sample_weight`", "one number per text"):
+        fit(bert_model, sample_weight=["a"] * 10)
+
+
+def test_class_weight_by_label_name(bert_preset):
+    losses = []
+    for class_weight in ({"neg": 1.0, "pos": 100.0}, {0: 1.0, 1: 100.0}, None):
+        keras.utils.set_random_seed(0)
+        model = classifier(bert_preset, label_names=["neg", "pos"], num_classes=None)
+        names = ["neg", "pos"]
+        history = fit(model, TEXTS, [names[label] for label in LABELS], class_weight=class_weight, seed=0)
+        losses.append(history.history["loss"][0])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    assert losses[0] > 10 * losses[2]
+    model = classifier(bert_preset, label_names=["neg", "pos"], num_classes=None)
+    with raises(ValueError, "`class_weight` names the class 'good'", "['neg', 'pos']"):
+        fit(model, class_weight={"good": 2.0})
+    with raises(ValueError, "`class_weight` has the key 2", "0..1"):
+        fit(model, class_weight={2: 2.0})
+    with raises(ValueError, "two weights"):
+        fit(model, class_weight={0: 2.0, "neg": 2.0})
+    with raises(ValueError, "this model has no `label_names`"):
+        fit(classifier(bert_preset), class_weight={"neg": 2.0})
+
+
+def test_texts_without_labels_where_labels_are_needed(bert_model):
+    with raises(ValueError, "`evaluate` got texts but no labels"):
+        bert_model.evaluate(TEXTS, verbose=0)
+    with raises(ValueError, "`validation_data` holds texts but no labels"):
+        fit(bert_model, validation_data=from_lists(TEXTS))
+    with raises(ValueError, "`validation_data` holds texts but no labels"):
+        fit(bert_model, validation_data=(TEXTS, None))
+
+
 @pytest.mark.parametrize("limit", [-1, 1.5, True, "2GB"])
 def test_bad_cache_memory_limit(bert_model, limit):
     with raises(ValueError, "`cache_memory_limit`", "number of bytes"):

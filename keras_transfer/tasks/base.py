@@ -16,6 +16,7 @@ backbone's preprocessor attached. It adds to `keras.Model`:
 
 import collections
 import contextlib
+import math
 import os
 import tempfile
 import types
@@ -33,6 +34,7 @@ from keras_transfer import lr_finder
 from keras_transfer.callbacks.learning_rate import LearningRateLogger
 from keras_transfer.callbacks.backup import BackupAndRestore
 from keras_transfer.callbacks.numerics import StopOnNaN
+from keras_transfer.datasets.readers import TextData
 from keras_transfer.preprocessing import check_texts
 from keras_transfer.optimizers import default_optimizer
 from keras_transfer.schedules import WarmupLinearDecay
@@ -449,6 +451,37 @@ class Task(distributed.DataParallel, keras.Model):
     def _map_label_names(self, y, names):
         return y
 
+    def _class_weight_by_id(self, class_weight):
+        """`class_weight` with class names (of `label_names`) turned into ids."""
+        if not isinstance(class_weight, dict):
+            raise ValueError(
+                "Expected `class_weight` to be a dict from class (id or name) to weight, "
+                f"e.g. {{0: 1.0, 1: 5.0}}. Received: {_describe(class_weight)}"
+            )
+        names = getattr(self, "label_names", None)
+        count = getattr(self, "num_classes", None)
+        by_id = {}
+        for key, weight in class_weight.items():
+            if isinstance(key, str):
+                if not names or key not in names:
+                    known = f"the classes are {names}" if names else "this model has no `label_names`"
+                    raise ValueError(
+                        f"`class_weight` names the class {key!r}, but {known}. "
+                        "Key it by class id (0, 1, …) or by a name in `label_names`."
+                    )
+                key = names.index(key)
+            elif isinstance(key, bool) or not isinstance(key, (int, np.integer)) or (
+                count is not None and not 0 <= key < count
+            ):
+                raise ValueError(
+                    f"`class_weight` has the key {key!r}; expected a class id in "
+                    f"0..{(count or 1) - 1}{' or a name in `label_names`' if names else ''}."
+                )
+            if int(key) in by_id:
+                raise ValueError(f"`class_weight` gives class {int(key)} two weights (by id and by name).")
+            by_id[int(key)] = weight
+        return by_id
+
     # Compile ----------------------------------------------------------------
 
     def compile(
@@ -676,6 +709,13 @@ class Task(distributed.DataParallel, keras.Model):
                 f"Expected `stop_on_nan` to be True or False. Received: stop_on_nan={stop_on_nan!r}"
             )
         _check_cache_storage(cache_memory_limit, cache_dir)
+        if kwargs.get("validation_split") and (_is_raw_text(x) or isinstance(x, TextData)):
+            if validation_data is not None:
+                raise ValueError(
+                    "Got both `validation_data` and `validation_split`. Give one: "
+                    "`validation_split` holds out the last texts of `x`."
+                )
+            x, y, validation_data = _split_off_validation(x, y, kwargs.pop("validation_split"))
         if distributed.initialize():
             seed = distributed.broadcast_seed(seed)  # one batch order on every process
         if getattr(self, "optimizer", None) is None:
@@ -687,6 +727,16 @@ class Task(distributed.DataParallel, keras.Model):
         if stop_on_nan and not any(isinstance(c, StopOnNaN) for c in getattr(given, "callbacks", given)):
             kwargs["callbacks"] = _add_callbacks(kwargs.get("callbacks"), StopOnNaN())
         data, y = self._as_batches(x, y, batch_size, shuffle=shuffle, seed=seed)
+        _attach_sample_weight(data, kwargs)
+        if kwargs.get("class_weight") is not None:
+            kwargs["class_weight"] = self._class_weight_by_id(kwargs["class_weight"])
+        if kwargs.get("validation_split") and isinstance(data, keras.utils.PyDataset):
+            raise ValueError(
+                f"`validation_split` cannot split this {type(x).__name__}: it splits raw "
+                "texts (a list, an array or a TextData) and arrays. Pass "
+                "`validation_data=` instead (the `take` and `split` of kt.datasets' "
+                "data objects make one)."
+            )
         if isinstance(data, TextBatches):
             if data.labels is None:
                 raise ValueError(
@@ -815,11 +865,23 @@ class Task(distributed.DataParallel, keras.Model):
     def _validation_batches(self, validation_data, batch_size):
         if validation_data is None or isinstance(validation_data, keras.utils.PyDataset):
             return validation_data
+        weights = None
         if _is_text_data(validation_data):
-            return self._as_batches(validation_data, None, batch_size, False, "validation_data")[0]
-        if isinstance(validation_data, tuple) and len(validation_data) == 2 and _is_raw_text(validation_data[0]):
-            return self._as_batches(*validation_data, batch_size, False, "validation_data")[0]
-        return validation_data
+            batches = self._as_batches(validation_data, None, batch_size, False, "validation_data")[0]
+        elif isinstance(validation_data, tuple) and len(validation_data) in (2, 3) and _is_raw_text(validation_data[0]):
+            texts, labels, *weights = validation_data
+            batches = self._as_batches(texts, labels, batch_size, False, "validation_data")[0]
+        else:
+            return validation_data
+        if isinstance(batches, TextBatches):
+            if batches.labels is None:
+                raise ValueError(
+                    "`validation_data` holds texts but no labels. Give `(texts, labels)` "
+                    "or a TextData with labels."
+                )
+            if weights:
+                _attach_sample_weight(batches, {"sample_weight": weights[0]})
+        return batches
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         """Evaluates on raw texts, a `TextData` or anything Keras accepts.
@@ -829,7 +891,13 @@ class Task(distributed.DataParallel, keras.Model):
         """
         distributed.initialize()
         data, y = self._as_batches(x, y, batch_size, shuffle=False)
+        _attach_sample_weight(data, kwargs)
         if isinstance(data, TextBatches):
+            if data.labels is None:
+                raise ValueError(
+                    "`evaluate` got texts but no labels. Pass them as `y`, or give a "
+                    "TextData with labels. (`predict` takes texts alone.)"
+                )
             batch_size = None
             # Under torchrun each process evaluates its rows; metrics are summed.
             data = distributed.shard(data)
@@ -960,6 +1028,9 @@ class _FeatureBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rows = self.text_batches._batches[index]
+        weights = self.text_batches.sample_weight
+        if weights is not None:
+            return self.features[rows], self.text_batches.labels[rows], weights[rows]
         return self.features[rows], self.text_batches.labels[rows]
 
 
@@ -975,6 +1046,73 @@ def _mark_weightless_layers_built(layer):
     for sub in layer._flatten_layers(include_self=True, recursive=True):
         if not sub.built and not sub.weights:
             sub.built = True
+
+
+def _attach_sample_weight(data, kwargs):
+    """Moves `kwargs["sample_weight"]` into the `TextBatches` `data` (Keras
+    takes no `sample_weight` beside a dataset): one weight per text."""
+    weights = kwargs.get("sample_weight")
+    if weights is None or not isinstance(data, keras.utils.PyDataset):
+        return
+    if not isinstance(data, TextBatches):
+        raise ValueError(
+            f"`sample_weight` cannot go with this {type(data).__name__}: give it with raw "
+            "texts (one weight per text), or make the dataset return "
+            "`(inputs, labels, weights)` batches."
+        )
+    try:
+        weights = np.asarray(weights, dtype="float32")
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Expected `sample_weight` to be one number per text. Received: {_describe(weights)}"
+        ) from None
+    if weights.ndim != 1 or len(weights) != len(data.packed):
+        raise ValueError(
+            f"Expected `sample_weight` to hold one number per text ({len(data.packed)}). "
+            f"Received shape {weights.shape}."
+        )
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        index = int(np.flatnonzero(~np.isfinite(weights) | (weights < 0))[0])
+        raise ValueError(
+            f"`sample_weight[{index}]` is {weights[index]}: weights must be finite and 0 or more."
+        )
+    data.sample_weight = weights
+    del kwargs["sample_weight"]
+
+
+def _describe(value):
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _split_off_validation(x, y, split):
+    """`(x, y)` without its last `split` share, and that share as
+    validation data, cut where Keras' `validation_split` cuts arrays."""
+    if isinstance(split, bool) or not isinstance(split, (int, float, np.floating)) or not 0 < split < 1:
+        raise ValueError(
+            "Expected `validation_split` to be a share of the texts, a float between 0 and 1 "
+            f"(exclusive), e.g. 0.2. Received: validation_split={split!r}"
+        )
+    n = len(x)
+    at = int(math.ceil(n * (1.0 - split)))
+    if at in (0, n):
+        raise ValueError(
+            f"`validation_split={split}` of {n} texts leaves "
+            f"{'no texts to train on' if at == 0 else 'no texts to validate on'}. "
+            "Use a share that keeps both parts non-empty, or pass `validation_data`."
+        )
+    if isinstance(x, TextData):
+        if y is not None:
+            raise ValueError("`x` is a TextData that already holds its labels; do not pass `y` as well.")
+        return x[:at], None, x[at:]
+    if y is None:
+        raise ValueError(
+            "`fit` got texts but no labels. Pass them as `y`, or give "
+            "a TextData with labels (for example from kt.datasets)."
+        )
+    if len(y) != n:
+        raise ValueError(f"Got {n} texts but {len(y)} labels. Give exactly one label per text.")
+    return x[:at], y[:at], (x[at:], y[at:])
 
 
 def _fresh_metrics(spec):

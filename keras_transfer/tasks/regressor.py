@@ -290,9 +290,23 @@ class TextRegressor(Task):
         first call learns them from its targets (the training set's mean and
         standard deviation, kept for every later call and saved).
         """
-        if self.standardize and self.target_mean is None:
-            self._learn_scale(x, y)
-        return super().fit(x, y, *args, **kwargs)
+        if not (self.standardize and self.target_mean is None):
+            return super().fit(x, y, *args, **kwargs)
+        scaling = self.get_layer("predictions")
+        before = (scaling.mean, scaling.std)
+        optimizer = getattr(self, "optimizer", None)
+        steps = None if optimizer is None else int(optimizer.iterations)
+        self._learn_scale(x, y)
+        try:
+            return super().fit(x, y, *args, **kwargs)
+        except BaseException:
+            # A call that failed before its first step (bad data or
+            # arguments) must not fix the scale for the next one.
+            optimizer = getattr(self, "optimizer", None)
+            if optimizer is None or int(optimizer.iterations) == (steps or 0):
+                self.target_mean = self.target_std = None
+                scaling.mean, scaling.std = before
+            raise
 
     # Compile defaults ---------------------------------------------------------------
 
