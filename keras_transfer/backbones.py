@@ -17,6 +17,7 @@ import os
 import pathlib
 
 import keras_hub
+import numpy as np
 
 from keras_transfer import fused
 from keras_transfer.bert import BertBackbone, hf_intermediate_activation
@@ -214,6 +215,8 @@ def load_backbone(
             "Expected `preset` to be a preset name, a directory or an "
             f"`hf://` handle. Received: preset={preset!r}"
         )
+    if isinstance(sequence_length, np.integer):
+        sequence_length = int(sequence_length)
     if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 3:
         raise ValueError(
             "Expected `sequence_length` to be an integer of at least 3. "

@@ -102,6 +102,8 @@ class TextBatches(keras.utils.PyDataset):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if isinstance(batch_size, np.integer):
+            batch_size = int(batch_size)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(
                 "Expected `batch_size` to be a positive integer. "

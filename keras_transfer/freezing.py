@@ -22,6 +22,7 @@ import re
 
 import keras
 import keras_hub
+import numpy as np
 
 from keras_transfer.families import family_of
 
@@ -250,6 +251,8 @@ def freeze_unused_pooler(model, backbone):
 
 def _unfreeze_top(backbone, top, embeddings):
     below, stack, above = _regions(backbone)
+    if isinstance(top, np.integer):
+        top = int(top)
     if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= len(stack):
         raise ValueError(
             f"Expected `top` to be an integer between 0 and {len(stack)} (the "

@@ -147,7 +147,9 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
     ):
         super().__init__(**kwargs)
         family_of(backbone_class)  # raises an error listing the families
-        if not isinstance(sequence_length, int) or sequence_length < 3:
+        if isinstance(sequence_length, np.integer):
+            sequence_length = int(sequence_length)
+        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 3:
             raise ValueError(
                 "Expected `sequence_length` to be an integer of at least 3. "
                 f"Received: sequence_length={sequence_length!r}"

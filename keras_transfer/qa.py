@@ -20,15 +20,43 @@
 """
 
 import dataclasses
+import numbers
 
 import keras
 import keras_hub
 import numpy as np
 
 from keras_transfer.batching import plan_batches
+from keras_transfer.preprocessing import _valid_unicode
 
 #: Position of the "no answer in this window" label (the CLS / start token).
 NULL_POSITION = 0
+
+
+def is_integer(value):
+    """Whether `value` is an integer (a Python or NumPy one), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def plain_answer_starts(answers):
+    """`answers` with NumPy integer `answer_start` values as Python ints.
+
+    Answers read with pandas or NumPy carry `np.int64` offsets; SQuAD dicts
+    hold plain ints. Anything else is left for the answer checks to judge.
+    """
+    if answers is None or isinstance(answers, (str, dict)):
+        return answers
+    plain = []
+    for answer in answers:
+        if isinstance(answer, dict) and "answer_start" in answer:
+            starts = answer["answer_start"]
+            if is_integer(starts):
+                starts = int(starts)
+            elif isinstance(starts, (list, tuple, np.ndarray)):
+                starts = [int(s) if is_integer(s) else s for s in list(starts)]
+            answer = {**answer, "answer_start": starts}
+        plain.append(answer)
+    return plain
 
 
 def token_offsets(preprocessor, texts):
@@ -65,8 +93,11 @@ def token_offsets(preprocessor, texts):
             "KerasHub runs them without TensorFlow); SentencePiece ones "
             "(ALBERT, DeBERTa, XLM-RoBERTa) are not supported yet."
         )
+    # Lone surrogates become U+FFFD, one character for one: offsets still
+    # index the original texts.
+    texts = [_valid_unicode(text) for text in texts]
     out = []
-    for text, encoding in zip(texts, fast.encode_batch(list(texts), add_special_tokens=False)):
+    for text, encoding in zip(texts, fast.encode_batch(texts, add_special_tokens=False)):
         ids = np.asarray(encoding.ids, dtype="int32")
         offsets = np.asarray(encoding.offsets, dtype="int32").reshape(-1, 2)
         # Byte-level BPE folds the space before a word into its token; keep
@@ -145,7 +176,7 @@ def check_window_sizes(sequence_length, stride, max_question_length, specials=3)
         ("stride", stride, 0),
         ("max_question_length", max_question_length, 1),
     ]:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if not is_integer(value) or value < low:
             raise ValueError(
                 f"Expected `{name}` to be an integer of at least {low}. Received: {name}={value!r}"
             )
@@ -260,10 +291,11 @@ class QABatches(keras.utils.PyDataset):
 
     def __init__(self, preprocessor, windows, batch_size=32, shuffle=False, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if not is_integer(batch_size) or batch_size < 1:
             raise ValueError(
                 f"Expected `batch_size` to be a positive integer. Received: batch_size={batch_size!r}"
             )
+        batch_size = int(batch_size)
         if not windows:
             raise ValueError("There are no windows to batch: give at least one question.")
         self.preprocessor = preprocessor

@@ -9,12 +9,16 @@ usual remedy (ULMFiT, Keras' transfer-learning guide, ktrain).
 import math
 
 import keras
+import numpy as np
 
-from keras_transfer import freezing
+from keras_transfer import distributed, freezing
+from keras_transfer.batching import TextBatches
 from keras_transfer.callbacks.learning_rate import LearningRateLogger
 
 
 def _check_epochs(name, value, minimum):
+    if isinstance(value, np.integer):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"Expected `{name}` to be an integer >= {minimum}. Received: {name}={value!r}")
 
@@ -128,6 +132,8 @@ def fine_tune(
         )
     if unfreeze != "all":
         blocks = len(freezing.blocks(backbone))
+        if isinstance(unfreeze, np.integer):
+            unfreeze = int(unfreeze)
         if isinstance(unfreeze, bool) or not isinstance(unfreeze, int) or not 1 <= unfreeze <= blocks:
             raise ValueError(
                 f"Expected `unfreeze` to be 'all' or a number of top blocks from 1 to "
@@ -137,6 +143,19 @@ def fine_tune(
         raise ValueError(
             f"Expected `checkpoint` to be the path of a `.keras` file. Received: checkpoint={checkpoint!r}"
         )
+    if hasattr(model, "_as_batches"):
+        # Tokenize and check the data once, before anything changes the
+        # model (a bad label must not leave it frozen and recompiled), and
+        # give both stages the same batches.
+        if distributed.initialize():
+            seed = distributed.broadcast_seed(seed)  # one batch order on every process
+        x, y = model._as_batches(x, y, batch_size, shuffle=True, seed=seed)
+        if isinstance(x, TextBatches) and x.labels is None:
+            raise ValueError(
+                "`fine_tune` got texts but no labels. Pass them as `y`, or give "
+                "a TextData with labels (for example from kt.datasets)."
+            )
+        validation_data = model._validation_batches(validation_data, batch_size)
     watch = early_stopping and validation_data is not None
 
     def stage_callbacks(with_checkpoint):

@@ -17,13 +17,14 @@ TensorFlow or Grain; these do not.
 """
 
 import dataclasses
+import numbers
 
 import keras
 import keras_hub
 import numpy as np
 
 from keras_transfer.batching import plan_batches
-from keras_transfer.preprocessing import check_texts
+from keras_transfer.preprocessing import _valid_unicode, check_texts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,19 +60,38 @@ ENCODER_DECODERS = {
 }
 
 DEFAULT_PROMPT = "Translate: {source}\nTranslation:"
+#: Default `source_length` and `target_length`: a sentence of a translation
+#: corpus such as Multi30k takes about 20 BPE tokens, so 64 rarely cuts one.
+DEFAULT_LENGTH = 64
 
 
 def causal_lm_class(backbone_class):
     """The KerasHub `CausalLM` class for a decoder backbone class, or None."""
-    name = backbone_class.replace("Backbone", "CausalLM")
+    name = backbone_class_name(backbone_class).replace("Backbone", "CausalLM")
     return getattr(keras_hub.models, name, None)
 
 
 def _check_length(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 4:
+    """`value` as an int; raises unless it is an integer of at least 4."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 4:
         raise ValueError(
             f"Expected `{name}` to be an integer of at least 4. Received: {name}={value!r}"
         )
+    return int(value)
+
+
+def backbone_class_name(backbone_class):
+    """The class name of a backbone given by name, by class or as an instance."""
+    if isinstance(backbone_class, str):
+        return backbone_class
+    if isinstance(backbone_class, type) and issubclass(backbone_class, keras_hub.models.Backbone):
+        return backbone_class.__name__
+    if isinstance(backbone_class, keras_hub.models.Backbone):
+        return type(backbone_class).__name__
+    raise ValueError(
+        "Expected `backbone_class` to be the name of a KerasHub backbone class, for "
+        f"example 'BartBackbone' or 'GPT2Backbone'. Received: backbone_class={backbone_class!r}"
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -81,7 +101,8 @@ class Seq2SeqPreprocessor(keras_hub.models.Preprocessor):
     Args:
         tokenizer: the KerasHub tokenizer of the backbone.
         backbone_class: name of the KerasHub backbone class, for example
-            `"BartBackbone"` or `"GPT2Backbone"`.
+            `"BartBackbone"` or `"GPT2Backbone"` (the class itself, or a
+            backbone, stands for its name).
         source_length: the longest packed source (encoder-decoder) or
             prompt (decoder-only), special tokens included. Defaults to `64`.
         target_length: the longest target, special tokens included; also
@@ -101,14 +122,15 @@ class Seq2SeqPreprocessor(keras_hub.models.Preprocessor):
         self,
         tokenizer,
         backbone_class,
-        source_length=64,
-        target_length=64,
+        source_length=DEFAULT_LENGTH,
+        target_length=DEFAULT_LENGTH,
         prompt=DEFAULT_PROMPT,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_length("source_length", source_length)
-        _check_length("target_length", target_length)
+        source_length = _check_length("source_length", source_length)
+        target_length = _check_length("target_length", target_length)
+        backbone_class = backbone_class_name(backbone_class)
         self.family = ENCODER_DECODERS.get(backbone_class)
         if self.family is None and causal_lm_class(backbone_class) is None:
             supported = sorted(ENCODER_DECODERS) + ["any decoder with a KerasHub CausalLM (GPT2Backbone, …)"]
@@ -126,13 +148,28 @@ class Seq2SeqPreprocessor(keras_hub.models.Preprocessor):
         self.source_length = source_length
         self.target_length = target_length
         self.prompt = prompt
+        if self.decoder_only:
+            self._check_prompt_fits()
+
+    def _check_prompt_fits(self):
+        """Raises unless the prompt's template leaves room for the source."""
+        template = [part for part in self.prompt.split("{source}", 1) if part]
+        fixed = 1 + (sum(len(ids) for ids in self._ids(template)) if template else 0)
+        if fixed >= self.source_length:
+            raise ValueError(
+                f"The prompt {self.prompt!r} takes {fixed} tokens (its template "
+                "and the start token), which leaves no room for the source in "
+                f"source_length={self.source_length}. Pass a larger source_length "
+                "or a shorter prompt."
+            )
 
     @property
     def decoder_only(self):
         return self.family is None
 
     def _ids(self, texts):
-        return [np.asarray(ids, dtype="int32") for ids in self.tokenizer(list(texts))]
+        texts = [_valid_unicode(text) for text in texts]  # lone surrogates become U+FFFD
+        return [np.asarray(ids, dtype="int32") for ids in self.tokenizer(texts)]
 
     def _token(self, attribute):
         return int(getattr(self.tokenizer, attribute))

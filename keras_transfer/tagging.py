@@ -21,17 +21,38 @@ bridges the two for `kt.TokenClassifier`:
   and BIOES schemes.
 """
 
+import functools
 import re
+import sys
+import unicodedata
 
 import numpy as np
 
 from keras_transfer.batching import TextBatches
 from keras_transfer.metrics.entities import IGNORE_CLASS, check_scheme, get_entities, split_tag
 
-# A word: letters/digits with inner hyphens, apostrophes or periods between
-# them ("state-of-the-art", "don't", "U.S", "3.5"), or any other single
-# non-space character (punctuation).
-_WORD = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]")
+
+@functools.lru_cache(maxsize=None)
+def _word_pattern():
+    r"""The pattern of a word (built on first use: listing the marks takes 0.2 s).
+
+    A word: letters/digits with inner hyphens, apostrophes or periods
+    between them ("state-of-the-art", "don't", "U.S", "3.5"), or any other
+    single non-space character (punctuation). Combining marks (Unicode
+    category M: the accent of a decomposed "e\u0301", Devanagari vowel
+    signs), which `\w` does not match, belong to the word they follow.
+    """
+    marks, start = [], None
+    for code in range(sys.maxunicode + 2):
+        is_mark = code <= sys.maxunicode and unicodedata.category(chr(code)).startswith("M")
+        if is_mark and start is None:
+            start = code
+        elif not is_mark and start is not None:
+            marks.append(f"\\U{start:08x}-\\U{code - 1:08x}")
+            start = None
+    mark = "".join(marks)
+    letter = f"[\\w{mark}]"
+    return re.compile(f"{letter}+(?:[-'’.]{letter}+)*|[^\\w\\s][{mark}]*")
 
 
 def split_words(text):
@@ -39,7 +60,9 @@ def split_words(text):
 
     Words are runs of letters and digits (joined by inner `-`, `'` or `.`),
     and each other non-space character on its own, close to CoNLL-2003's
-    tokenization: `"Paris."` gives `"Paris"` and `"."`.
+    tokenization: `"Paris."` gives `"Paris"` and `"."`. Combining marks
+    stay with their word, so decomposed (NFD) text splits as composed text
+    does: `"Zu\\u0308rich"` is one word.
 
     Args:
         text: a string.
@@ -55,7 +78,7 @@ def split_words(text):
     """
     if not isinstance(text, str):
         raise ValueError(f"Expected a string. Received {text!r} of type {type(text).__name__}.")
-    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+    return [(m.group(), m.start(), m.end()) for m in _word_pattern().finditer(text)]
 
 
 # Tag schemes ------------------------------------------------------------------

@@ -22,9 +22,12 @@ from keras_transfer.datasets import TextData
 from keras_transfer.datasets import from_lists
 from keras_transfer.datasets import imdb
 from keras_transfer.datasets import imdb_sample
+from keras_transfer.datasets import read_conll
 from keras_transfer.datasets import read_csv
 from keras_transfer.datasets import read_folder
 from keras_transfer.datasets import read_jsonl
+from keras_transfer.datasets import read_parallel
+from keras_transfer.datasets import read_squad
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "keras_transfer" / "datasets"
@@ -221,6 +224,18 @@ def test_textdata_rejects_bad_labels(labels, label_names, fragments):
         TextData(texts, labels, label_names)
 
 
+@pytest.mark.parametrize(
+    "labels, fragments",
+    [
+        ([["x"], ["y", "z"]], ["lengths [1, 2]", "from_lists(texts, labels, label_names)"]),
+        ([[1, 0], [1]], ["lengths [1, 2]", "one 0/1 per class"]),
+    ],
+)
+def test_textdata_rejects_ragged_labels(labels, fragments):
+    with raises(ValueError, "Received:", "Fix:", *fragments):
+        TextData(["a", "b"], labels)
+
+
 @pytest.mark.parametrize("n", [0, -1, 1.5, "2", True, None])
 def test_take_rejects_bad_n(n):
     with raises(ValueError, "int >= 1", f"n={n!r}"):
@@ -277,6 +292,37 @@ def test_from_lists_rejects_mixed_labels(labels, fragments):
 def test_from_lists_rejects_unknown_label(labels, bad):
     with raises(ValueError, "['neg', 'pos']", f"={bad!r}", f"add {bad!r}"):
         from_lists(["t"] * len(labels), labels, label_names=["neg", "pos"])
+
+
+def test_from_lists_multi_label_names():
+    texts = ["chase", "kiss", "chase and kiss", "news"]
+    labels = [["action"], ["romance"], ["action", "romance"], []]
+    data = from_lists(texts, labels)
+    assert data.label_names == ["action", "romance"]
+    assert data.labels.dtype == np.int64
+    assert data.labels.tolist() == [[1, 0], [0, 1], [1, 1], [0, 0]]
+    assert data.class_counts() == {"action": 2, "romance": 2}
+    # label_names fixes the columns; tuples, sets and arrays hold names too.
+    named = from_lists(texts, [("action",), {"romance"}, np.array(["romance", "action"]), []],
+                       label_names=["romance", "comedy", "action"])
+    assert named.labels.tolist() == [[0, 0, 1], [1, 0, 0], [1, 0, 1], [0, 0, 0]]
+    assert from_lists(["a", "b"], [[], []], ["x"]).labels.tolist() == [[0], [0]]
+
+
+@pytest.mark.parametrize(
+    "labels, label_names, fragments",
+    [
+        ([["a"], "b"], None, ["list of label names", "not a mix", "labels[1]='b'", "['b']"]),
+        ([[], ["a"], 1], None, ["list of label names", "labels[2]=1"]),
+        ([["a"], [1, 0]], None, ["list of label names", "labels[1]=[1, 0]"]),
+        (["b", ["a"]], None, ["not a mix", "labels[1]=['a']"]),
+        ([["a"], ["c", "b"]], ["a", "b"], ["'c' in labels[1]=['c', 'b']", "['a', 'b']", "add 'c'"]),
+        ([[], []], None, ["2 empty label lists", "label_names=[...]"]),
+    ],
+)
+def test_from_lists_rejects_bad_multi_label(labels, label_names, fragments):
+    with raises(ValueError, "Received:", "Fix:", *fragments):
+        from_lists(["t"] * len(labels), labels, label_names)
 
 
 # ---------------------------------------------------------------- read_csv
@@ -359,6 +405,18 @@ def test_read_csv_errors(tmp_path):
         read_csv(odd, label_names=["neg", "pos"])
 
 
+def test_read_csv_strips_label_cells(tmp_path):
+    path = tmp_path / "spaced.csv"
+    path.write_text("text,label\ngood film, pos\n bad film ,neg \nok,\t1\n")
+    data = read_csv(path, label_names=["neg", "pos", "1"])
+    assert data.labels.tolist() == [1, 0, 2]
+    assert data.texts == ["good film", " bad film ", "ok"]  # text kept as is
+    assert read_csv(path).label_names == ["1", "neg", "pos"]
+    numbers = tmp_path / "numbers.csv"
+    numbers.write_text("text,label\na, 1\nb,0 \n")
+    assert read_csv(numbers).labels.tolist() == [1, 0]
+
+
 # ---------------------------------------------------------------- read_jsonl
 
 
@@ -380,6 +438,21 @@ def test_read_jsonl(tmp_path):
     assert read_jsonl(multi).labels.shape == (1, 3)
     pairs = write_jsonl(tmp_path / "p.jsonl", [{"q": "a?", "c": "b", "label": 1}])
     assert read_jsonl(pairs, text_field=("q", "c")).texts == [("a?", "b")]
+
+
+def test_read_jsonl_multi_label_names(tmp_path):
+    path = write_jsonl(tmp_path / "genres.jsonl", [
+        {"text": "a", "label": ["action", "comedy"]},
+        {"text": "b", "label": []},
+        {"text": "c", "label": ["drama"]},
+    ])
+    data = read_jsonl(path)
+    assert data.label_names == ["action", "comedy", "drama"]
+    assert data.labels.tolist() == [[1, 1, 0], [0, 0, 0], [0, 0, 1]]
+    named = read_jsonl(path, label_names=["drama", "comedy", "action", "horror"])
+    assert named.labels.tolist() == [[0, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 0]]
+    with raises(ValueError, "'drama' in labels[2]", "genres.jsonl"):
+        read_jsonl(path, label_names=["action", "comedy"])
 
 
 @pytest.mark.parametrize(
@@ -465,6 +538,101 @@ def test_read_folder_errors(tmp_path):
     with raises(ValueError, "b.txt", "cannot be decoded", "encoding="):
         read_folder(root, label_names=["neg"])
     assert read_folder(root, ["neg"], encoding="latin-1").texts == ["x", "café"]
+
+
+# ------------------------------------------------ read_conll, read_parallel
+
+
+def test_read_conll_word_without_tag(tmp_path):
+    path = tmp_path / "ner.txt"
+    path.write_text("EU B-ORG\nrejects\nGerman B-MISC\n")
+    for tag_column in (-1, 1):
+        with raises(ValueError, "ner.txt:2", "1 columns ('rejects')",
+                    f"tag_column={tag_column}"):
+            read_conll(path, tag_column=tag_column)
+    # -2 on a two-column line is the word's own column: no tag there.
+    path.write_text("EU NNP B-ORG\nrejects O\n")
+    with raises(ValueError, "ner.txt:2", "2 columns", "tag_column=-2"):
+        read_conll(path, tag_column=-2)
+    with raises(ValueError, "different columns", "word_column=1, tag_column=1"):
+        read_conll(path, tag_column=1, word_column=1)
+
+
+def test_read_parallel_trailing_newline(tmp_path):
+    source, target = tmp_path / "p.en", tmp_path / "p.de"
+    source.write_text("A dog.\nA man.\n", encoding="utf-8")
+    target.write_text("Ein Hund.\nEin Mann.", encoding="utf-8")
+    for paths in ((source, target), (target, source)):
+        data = read_parallel(*paths)
+        assert len(data) == 2
+    assert read_parallel(source, target).targets == ["Ein Hund.", "Ein Mann."]
+    target.write_text("Ein Hund.", encoding="utf-8")
+    with raises(ValueError, "has 2 lines", "has 1", "not aligned"):
+        read_parallel(source, target)
+    # Without skip_empty a pair empty on both sides is kept, not an error.
+    source.write_text("A dog.\n\nA man.\n", encoding="utf-8")
+    target.write_text("Ein Hund.\n\nEin Mann.\n", encoding="utf-8")
+    assert read_parallel(source, target).sources == ["A dog.", "A man."]
+    kept = read_parallel(source, target, skip_empty=False)
+    assert kept.sources == ["A dog.", "", "A man."] and kept.targets[1] == ""
+
+
+SQUAD = {"data": [{"title": "T", "paragraphs": [{
+    "context": "The tower is in Paris.",
+    "qas": [{"id": "q1", "question": "Where is the tower?",
+             "answers": [{"text": "Paris", "answer_start": 16}]}]}]}]}
+
+
+def test_readers_skip_byte_order_mark(tmp_path):
+    bom = "\ufeff".encode("utf-8")
+    conll = tmp_path / "bom.conll"
+    conll.write_bytes(bom + "EU B-ORG\nrejects O\n".encode("utf-8"))
+    assert read_conll(conll).words == [["EU", "rejects"]]
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_bytes(bom + b'{"text": "a", "label": 1}\n')
+    assert read_jsonl(jsonl).texts == ["a"]
+    source, target = tmp_path / "bom.en", tmp_path / "bom.de"
+    source.write_bytes(bom + b"A dog.\n")
+    target.write_bytes(b"Ein Hund.\n")
+    assert read_parallel(source, target).sources == ["A dog."]
+    squad = tmp_path / "bom.json"
+    squad.write_bytes(bom + json.dumps(SQUAD).encode("utf-8"))
+    assert read_squad(squad).questions == ["Where is the tower?"]
+
+
+def write_latin1(path, text):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as file:
+        file.write(text.encode("latin-1"))
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, text, read, line",
+    [
+        ("d.csv", "text,label\nok,pos\ncaf\xe9 film,neg\n", read_csv, 3),
+        ("d.csv.gz", "text,label\nok,pos\ncaf\xe9 film,neg\n", read_csv, 3),
+        ("d.jsonl", '{"text": "ok", "label": 1}\n{"text": "caf\xe9", "label": 0}\n',
+         read_jsonl, 2),
+        ("d.conll", "EU B-ORG\n\nM\xfcnchen B-LOC\n", read_conll, 3),
+        ("d.json", json.dumps(SQUAD, indent=1).replace('"T"', '"T\xfcr"'),
+         read_squad, 4),
+    ],
+)
+def test_readers_name_the_line_they_cannot_decode(tmp_path, name, text, read, line):
+    path = write_latin1(tmp_path / name, text)
+    with raises(ValueError, "expected utf-8 text", f"line {line} of '{path}'",
+                "cannot be decoded", "encoding='latin-1'"):
+        read(path)
+    assert len(read(path, encoding="latin-1")) >= 1
+
+
+def test_read_parallel_names_the_line_it_cannot_decode(tmp_path):
+    source = write_latin1(tmp_path / "p.en", "A dog.\nA man.\n")
+    target = write_latin1(tmp_path / "p.de", "Ein Hund.\nEin M\xe4nn.\n")
+    with raises(ValueError, f"line 2 of '{target}'", "cannot be decoded", "encoding="):
+        read_parallel(source, target)
+    assert read_parallel(source, target, encoding="latin-1").targets[1] == "Ein M\xe4nn."
 
 
 # ---------------------------------------------------------------- imdb

@@ -34,6 +34,18 @@ def test_save_refuses_to_overwrite_when_asked(bert_preset, tmp_path):
         model.save(tmp_path / "m.keras", overwrite=False)
 
 
+def test_save_names_a_missing_folder_and_refuses_hdf5(bert_preset, tmp_path):
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16)
+    with pytest.raises(FileNotFoundError, match="the folder .*missing.* does not exist"):
+        model.save(tmp_path / "missing" / "m.keras")
+    assert not (tmp_path / "missing").exists()
+    with pytest.raises(ValueError, match=r"a keras_transfer model saves to a `\.keras` file"):
+        model.save(tmp_path / "m.h5")
+    assert os.listdir(tmp_path) == []
+    model.save_weights(tmp_path / "m.weights.h5")  # weights alone still go to HDF5
+    assert os.listdir(tmp_path) == ["m.weights.h5"]
+
+
 def test_a_file_with_a_lambda_layer_is_refused(tmp_path):
     inputs = keras.Input((2,))
     outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)

@@ -772,3 +772,24 @@ def test_metric_names_mean_the_same_with_and_without_cached_features(bert_preset
     # The last epoch's validation values are evaluate's on the same weights.
     for name, value in evaluations[0].items():
         np.testing.assert_allclose(cached[f"val_{name}"][-1], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, wrong, meant",
+    [
+        (kt.TextClassifier, {"num_classes": 2, "droput": 0.5}, "droput", "dropout"),
+        (kt.TextPairClassifier, {"num_classes": 2, "poolng": "mean"}, "poolng", "pooling"),
+        (kt.MultiLabelClassifier, {"num_classes": 3, "threshhold": 0.9}, "threshhold", "threshold"),
+        (kt.TextRegressor, {"target_means": 3.0}, "target_means", "target_mean"),
+    ],
+)
+def test_misspelt_arguments_are_refused_not_ignored(bert_preset, bert_backbone, cls, kwargs, wrong, meant):
+    # Keras' functional Model drops unknown keyword arguments silently.
+    with raises(TypeError, f"{cls.__name__} got unexpected keyword argument {wrong!r}", f"did you mean {meant!r}"):
+        cls.from_preset(bert_preset, sequence_length=32, **kwargs)
+    backbone, preprocessor = bert_backbone
+    with raises(TypeError, repr(wrong)):
+        cls(backbone, preprocessor=preprocessor, **kwargs)
+    with raises(TypeError, "'learning_rate'"):  # a compile() argument given to the model
+        cls.from_preset(bert_preset, sequence_length=32, learning_rate=1e-5,
+                        **{k: v for k, v in kwargs.items() if k != wrong})

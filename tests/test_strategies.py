@@ -546,6 +546,40 @@ def test_fine_tune_rejects_bad_arguments(untouched_model, kwargs, fragments):
         untouched_model.fine_tune(TEXTS, LABELS, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "data, fragments",
+    [
+        ({"y": [5] * len(TEXTS)}, ("Label 5",)),
+        ({"y": None}, ("no labels",)),
+        ({"validation_data": (TEXTS, [0, 7] * 5)}, ("Label 7",)),
+        ({"validation_data": (TEXTS, None)}, ("no labels",)),
+    ],
+)
+def test_fine_tune_checks_the_data_before_changing_the_model(bert_preset, data, fragments):
+    model = classifier(bert_preset, freeze=1, compile=False)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), metrics=["sparse_categorical_accuracy"])
+    optimizer, state = model.optimizer, freezing.frozen_state(model)
+    kwargs = {"y": LABELS, **data}
+    with raises(ValueError, *fragments):
+        model.fine_tune(TEXTS, head_epochs=1, epochs=1, verbose=0, **kwargs)
+    assert model.optimizer is optimizer and freezing.frozen_state(model) == state
+
+
+def test_fine_tune_tokenizes_the_data_once(bert_preset, monkeypatch):
+    model = classifier(bert_preset, freeze=True)
+    calls = []
+    original = type(model.preprocessor).tokenize
+
+    def counting(self, texts, *args, **kwargs):
+        calls.append(len(texts))
+        return original(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(type(model.preprocessor), "tokenize", counting)
+    model.fine_tune(TEXTS, LABELS, validation_data=(TEXTS[:4], LABELS[:4]), head_epochs=1, epochs=1,
+                    batch_size=5, verbose=0)
+    assert sorted(calls) == [4, len(TEXTS)]  # training and validation texts, once each for both stages
+
+
 # ------------------------------------------------------ gradient accumulation
 
 

@@ -1032,3 +1032,19 @@ def test_warmup_linear_decay_config_round_trip():
 def test_warmup_linear_decay_bad_arguments(kwargs, fragments):
     with raises(ValueError, *fragments):
         WarmupLinearDecay(**kwargs)
+
+
+def test_numpy_integers_are_integers(bert_preset, tmp_path):
+    # Counts read from data (np.unique, len of an array, a config file
+    # loaded with NumPy) arrive as NumPy integers.
+    model = kt.TextClassifier.from_preset(
+        bert_preset, num_classes=np.int64(2), sequence_length=np.int64(32), freeze=np.int64(1),
+        hidden_units=[np.int32(8)],
+    )
+    assert model.preprocessor.sequence_length == 32 and type(model.preprocessor.sequence_length) is int
+    kt.unfreeze(model, top=np.int64(2))
+    model.compile()
+    model.fit(TEXTS, LABELS, batch_size=np.int64(4), epochs=np.int64(1), verbose=0)
+    assert model.predict(TEXTS, batch_size=np.int32(3), verbose=0).shape == (len(TEXTS), 2)
+    model.save(tmp_path / "model.keras")  # the config holds Python ints only
+    assert kt.load_model(tmp_path / "model.keras").get_layer("logits").units == 2

@@ -359,6 +359,98 @@ def test_bad_inputs(bart_tokenizer, bert_preset, gpt2_preset):
         Seq2SeqPreprocessor(bart_tokenizer, "BartBackbone", source_length=2)
 
 
+def test_lengths_must_fit_the_backbone_positions(bart_tokenizer, gpt2_preset):
+    # Left out, the lengths share a decoder's positions (the tiny GPT-2 has 64).
+    model = Translator.from_preset(gpt2_preset)
+    pre = model.preprocessor
+    assert pre.source_length + pre.target_length <= model.backbone.max_sequence_length
+    assert len(model.translate(["good film"])) == 1
+    model.fit([" ".join(SOURCES)], [" ".join(TARGETS)], epochs=1, verbose=0)
+    given = Translator.from_preset(gpt2_preset, source_length=40, prompt="{source} =").preprocessor
+    assert (given.source_length, given.target_length) == (40, 24)
+    with raises(ValueError, "source_length=64 + target_length=64", "max_sequence_length=64", "at most 64"):
+        Translator.from_preset(gpt2_preset, source_length=64, target_length=64)
+    with raises(ValueError, "target_length=62 leaves 2", "smaller target_length"):
+        Translator.from_preset(gpt2_preset, target_length=62)
+    with raises(ValueError, "takes", "no room for the source", "source_length=8"):
+        Translator.from_preset(gpt2_preset, source_length=8)  # the default prompt is longer
+    # An encoder-decoder: each length against the backbone's positions (32).
+    backbone = tiny_bart(bart_tokenizer).backbone
+    with raises(ValueError, "source_length=64", "32 positions of BartBackbone", "source_length=32 or less"):
+        Translator(backbone, Seq2SeqPreprocessor(bart_tokenizer, "BartBackbone", source_length=64, target_length=64))
+    model = Translator(backbone, Seq2SeqPreprocessor(bart_tokenizer, "BartBackbone", source_length=32, target_length=32))
+    with raises(ValueError, "target_length=40"):
+        model.preprocessor = Seq2SeqPreprocessor(bart_tokenizer, "BartBackbone", source_length=16, target_length=40)
+    with raises(ValueError, "packs for GPT2Backbone", "'BartBackbone'"):
+        Translator(backbone, Translator.from_preset(gpt2_preset, prompt="{source} =").preprocessor)
+
+
+def test_predict_and_find_learning_rate_read_text_as_a_translator(bart_tokenizer):
+    model = tiny_bart(bart_tokenizer)
+    with raises(ValueError, "Translator.predict takes token-id inputs", "model.translate(sources)"):
+        model.predict(["a dog"])
+    with raises(ValueError, "model.translate(sources)"):
+        model.predict(kt.datasets.ParallelData(SOURCES, TARGETS))
+    before = [np.array(v.numpy()) for v in model.weights]
+    result = model.find_learning_rate(SOURCES, TARGETS, steps=5, batch_size=3)
+    assert len(result.learning_rates) == 5 and np.isfinite(result.suggestion)
+    assert all(np.array_equal(v.numpy(), b) for v, b in zip(model.weights, before))
+    with raises(ValueError, "needs target texts"):
+        model.find_learning_rate(SOURCES, steps=5)
+
+
+def test_fine_tune_has_no_head_stage_and_trains_the_whole_model(bart_tokenizer, tmp_path):
+    model = tiny_bart(bart_tokenizer)
+    model.freeze_encoder()
+    frozen = model.describe_freezing()
+    data = kt.datasets.ParallelData(SOURCES, TARGETS)
+    with raises(ValueError, "head_epochs=1", "no head-only stage", "head_epochs=0"):
+        model.fine_tune(data, head_epochs=1, epochs=1)
+    assert model.describe_freezing() == frozen  # refused before changing anything
+    history = model.fine_tune(data, validation_data=data, epochs=2, batch_size=3, verbose=0)
+    assert history.history["stage"] == [2, 2] and "val_loss" in history.history
+    assert "Frozen: 0 " in model.describe_freezing()[0]
+    # `fit` takes Task.fit's caching arguments; a translator has no cache.
+    model.fit(data, epochs=1, cache_features=False, cache_memory_limit=0, cache_dir=tmp_path, verbose=0)
+    with raises(ValueError, "cache_features=True", "no feature cache"):
+        model.fit(data, cache_features=True)
+    with raises(ValueError, "cache_memory_limit"):
+        model.fit(data, cache_memory_limit=-1)
+
+
+def test_fit_refuses_a_translator_with_nothing_to_train(bart_tokenizer):
+    model = tiny_bart(bart_tokenizer)
+    kt.freeze(model)
+    before = [np.array(v.numpy()) for v in model.weights]
+    with raises(ValueError, "Nothing in this Translator trains", "model.unfreeze()", "compile"):
+        model.fit(SOURCES, TARGETS, verbose=0)
+    assert all(np.array_equal(v.numpy(), b) for v, b in zip(model.weights, before))
+    model.unfreeze()
+    model.compile()
+    model.fit(SOURCES, TARGETS, epochs=1, verbose=0)
+
+
+def test_lone_surrogates_become_replacement_characters(bart_tokenizer):
+    model = tiny_bart(bart_tokenizer)
+    pre = model.preprocessor
+    broken = "a dog \ud800 runs"
+    assert [p.tolist() for p in pre.pack_sources([broken])] == [
+        p.tolist() for p in pre.pack_sources(["a dog \ufffd runs"])
+    ]
+    assert len(model.translate([broken])) == 1
+    model.fit([broken], ["ein \udcff hund"], epochs=1, verbose=0)
+
+
+def test_backbone_class_may_be_a_class_or_a_backbone(bart_tokenizer):
+    by_class = Seq2SeqPreprocessor(bart_tokenizer, keras_hub.models.BartBackbone)
+    assert by_class.backbone_class == "BartBackbone" and by_class.get_config()["backbone_class"] == "BartBackbone"
+    by_backbone = Seq2SeqPreprocessor(bart_tokenizer, tiny_bart(bart_tokenizer).backbone)
+    assert by_backbone.backbone_class == "BartBackbone"
+    with raises(ValueError, "name of a KerasHub backbone class", "backbone_class=3"):
+        Seq2SeqPreprocessor(bart_tokenizer, 3)
+    assert Seq2SeqPreprocessor(bart_tokenizer, "BartBackbone", source_length=np.int64(8)).source_length == 8
+
+
 def test_multi30k_example_smoke():
     """The translation example runs end to end (tiny, made-up pairs)."""
     import pathlib

@@ -18,6 +18,9 @@ import gzip
 import os
 from pathlib import Path
 
+from keras_transfer.datasets.readers import _decode_error
+from keras_transfer.datasets.readers import _text_encoding
+
 
 def _describe(value, limit=60):
     text = repr(value)
@@ -177,6 +180,10 @@ def check_tags(words, tags, name="y", source=None):
 def read_conll(path, tag_column=-1, word_column=0, tag_names=None, encoding="utf-8"):
     """Reads a file in the CoNLL column format into a `TaggedData`.
 
+    Every word line needs its word and its tag in two different columns:
+    a line with too few columns (a word without its tag) is an error that
+    names the file and line.
+
     Args:
         path: the file (`.gz` is decompressed).
         tag_column: index of the column holding the tag; negative counts
@@ -185,7 +192,8 @@ def read_conll(path, tag_column=-1, word_column=0, tag_names=None, encoding="utf
         word_column: index of the column holding the word. Defaults to `0`.
         tag_names: the tag names to use, for example a training set's on
             its test set. Defaults to `None`: the tags found in the file.
-        encoding: the file's text encoding. Defaults to `"utf-8"`.
+        encoding: the file's text encoding. Defaults to `"utf-8"` (a
+            leading byte-order mark is skipped).
 
     Returns:
         A `TaggedData`.
@@ -200,9 +208,32 @@ def read_conll(path, tag_column=-1, word_column=0, tag_names=None, encoding="utf
     path = Path(os.fspath(path)).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"No CoNLL file at {str(path)!r}. Check the path.")
+    if word_column == tag_column:
+        raise ValueError(
+            f"Expected the word and the tag in different columns. Received: "
+            f"word_column={word_column}, tag_column={tag_column}. Fix: pass the "
+            "index of the tag column, e.g. tag_column=-1 for the last one."
+        )
+    try:
+        words, tags = _read_sentences(path, word_column, tag_column, encoding)
+    except UnicodeDecodeError as error:
+        raise _decode_error(path, encoding, error) from None
+    if not words:
+        raise ValueError(f"{str(path)!r} holds no sentences. Is it a CoNLL file?")
+    return TaggedData(words, tags, tag_names, source=str(path))
+
+
+def _position(index, count):
+    """The column that `index` names on a line of `count` columns, or `None`."""
+    position = index + count if index < 0 else index
+    return position if 0 <= position < count else None
+
+
+def _read_sentences(path, word_column, tag_column, encoding):
+    """The word and tag lists of `read_conll`'s file, checked line by line."""
     opener = gzip.open if path.suffix == ".gz" else open
     words, tags, sentence, sentence_tags = [], [], [], []
-    with opener(path, "rt", encoding=encoding) as lines:
+    with opener(path, "rt", encoding=_text_encoding(encoding)) as lines:
         for number, line in enumerate(lines, start=1):
             columns = line.split()
             if not columns or columns[0] == "-DOCSTART-":
@@ -211,20 +242,20 @@ def read_conll(path, tag_column=-1, word_column=0, tag_names=None, encoding="utf
                     tags.append(sentence_tags)
                     sentence, sentence_tags = [], []
                 continue
-            try:
-                word, tag = columns[word_column], columns[tag_column]
-            except IndexError:
+            # Negative indexes count from the end: on a line of one column
+            # 0 and -1 both name the word, which must not become its own tag.
+            word_at = _position(word_column, len(columns))
+            tag_at = _position(tag_column, len(columns))
+            if word_at is None or tag_at is None or word_at == tag_at:
                 raise ValueError(
                     f"{path}:{number} has {len(columns)} columns ({line.strip()!r}), "
                     f"too few for word_column={word_column} and tag_column="
                     f"{tag_column}. Check the columns, or the blank lines "
                     "between sentences."
-                ) from None
-            sentence.append(word)
-            sentence_tags.append(tag)
+                )
+            sentence.append(columns[word_at])
+            sentence_tags.append(columns[tag_at])
     if sentence:
         words.append(sentence)
         tags.append(sentence_tags)
-    if not words:
-        raise ValueError(f"{str(path)!r} holds no sentences. Is it a CoNLL file?")
-    return TaggedData(words, tags, tag_names, source=str(path))
+    return words, tags

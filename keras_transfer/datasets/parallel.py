@@ -4,6 +4,9 @@ import dataclasses
 import os
 import pathlib
 
+from keras_transfer.datasets.readers import _decode_error
+from keras_transfer.datasets.readers import _text_encoding
+
 
 @dataclasses.dataclass
 class ParallelData:
@@ -46,15 +49,22 @@ class ParallelData:
         return f"ParallelData({len(self)} pairs from {self.source})"
 
 
-def read_parallel(source_path, target_path, skip_empty=True):
+def read_parallel(source_path, target_path, skip_empty=True, encoding="utf-8"):
     """Reads two aligned text files, one sentence a line.
 
+    The newline that ends a file's last line does not start another line,
+    so two files of the same sentences align whether each ends with a
+    newline or not.
+
     Args:
-        source_path: file of source sentences (UTF-8).
+        source_path: file of source sentences.
         target_path: file of target sentences, aligned by line.
         skip_empty: drop pairs where both lines are empty (a trailing blank
-            line, as in Multi30k's train and val files). A pair with one
-            side empty is an alignment error and raises. Defaults to `True`.
+            line, as in Multi30k's train and val files); `False` keeps them
+            as `("", "")`. A pair with one side empty is an alignment error
+            and raises. Defaults to `True`.
+        encoding: text encoding of both files. Defaults to `"utf-8"` (a
+            leading byte-order mark is skipped).
 
     Returns:
         A `ParallelData`.
@@ -64,10 +74,13 @@ def read_parallel(source_path, target_path, skip_empty=True):
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"No file at {str(path)!r}. Check the path.")
-        lines.append(path.read_text(encoding="utf-8").split("\n"))
+        try:
+            text = path.read_text(encoding=_text_encoding(encoding))
+        except UnicodeDecodeError as error:
+            raise _decode_error(path, encoding, error, compressed=False) from None
+        # Each file on its own: "a\nb\n" is two lines, like "a\nb".
+        lines.append(text.removesuffix("\n").split("\n") if text else [])
     sources, targets = lines
-    if sources and sources[-1] == "" and targets and targets[-1] == "":
-        sources, targets = sources[:-1], targets[:-1]
     if len(sources) != len(targets):
         raise ValueError(
             f"{str(paths[0])!r} has {len(sources)} lines but {str(paths[1])!r} has "
@@ -77,7 +90,7 @@ def read_parallel(source_path, target_path, skip_empty=True):
     for number, (s, t) in enumerate(zip(sources, targets), start=1):
         if skip_empty and not s.strip() and not t.strip():
             continue
-        if not s.strip() or not t.strip():
+        if bool(s.strip()) != bool(t.strip()):
             raise ValueError(
                 f"Line {number} is empty on one side only ({s!r} / {t!r}): the "
                 "files are misaligned there."

@@ -13,6 +13,7 @@ CSV and JSON Lines files ending in `.gz` are decompressed on the fly.
 This module needs only the standard library and NumPy.
 """
 
+import codecs
 import csv
 import dataclasses
 import gzip
@@ -116,7 +117,17 @@ class TextData:
             self.texts = [tuple(text) for text in self.texts]
 
     def _check_labels(self, labels):
-        array = np.asarray(labels)
+        try:
+            array = np.asarray(labels)
+        except ValueError:
+            lengths = sorted({np.size(label) for label in labels})
+            raise ValueError(
+                "expected `labels` to be one label per text or multi-hot rows "
+                f"of equal length. Received: rows of lengths {lengths[:5]} "
+                f"(source={self.source}). Fix: give every multi-hot row one "
+                "0/1 per class; for lists of label names (multi-label) build "
+                "the data with `from_lists(texts, labels, label_names)`."
+            ) from None
         if array.ndim == 0 or array.ndim > 2:
             raise ValueError(
                 "expected `labels` to be 1-D (one per text) or 2-D "
@@ -301,12 +312,74 @@ class TextData:
         return f"TextData({', '.join(parts)})"
 
 
+# Containers that may hold the label names of one multi-label example.
+_NAME_LISTS = (list, tuple, set, frozenset, np.ndarray)
+
+
 def _label_kind(value):
+    """`"str"`, `"number"`, `"names"` (a list of label names), `"empty"` (an
+    empty list: no label, or a multi-hot row of no columns) or `"other"`."""
     if isinstance(value, str):
         return "str"
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
         return "number"
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        return "other"
+    if isinstance(value, _NAME_LISTS):
+        if len(value) == 0:
+            return "empty"
+        if all(isinstance(name, str) for name in value):
+            return "names"
     return "other"
+
+
+def _mixed_labels_error(labels, kinds, source):
+    """The error for labels of different kinds (`labels[0]` sets the kind)."""
+    multi = kinds[0] in ("names", "empty")
+    allowed = {"names", "empty"} if multi else {kinds[0]}
+    other = next(i for i, kind in enumerate(kinds) if kind not in allowed)
+    if multi:
+        expected = "every label to be a list of label names (multi-label)"
+        example = labels[other] if isinstance(labels[other], str) else "pos"
+        fix = (
+            f"give each text the list of its label names, e.g. "
+            f"[{example!r}], and [] for a text with none."
+        )
+    else:
+        expected = "labels to be all class ids (int) or all class names (str)"
+        fix = "convert them all to one kind, e.g. `[str(x) for x in labels]`."
+    return ValueError(
+        f"expected {expected}, not a mix. Received: "
+        f"labels[0]={_describe(labels[0])} and "
+        f"labels[{other}]={_describe(labels[other])} (source={source}). "
+        f"Fix: {fix}"
+    )
+
+
+def _names_to_multi_hot(labels, label_names, source):
+    """Multi-hot rows (`int64`, one column per name) of lists of label names."""
+    if label_names is None:
+        label_names = sorted({name for names in labels for name in names})
+        if not label_names:
+            raise ValueError(
+                "expected at least one label name in multi-label data. "
+                f"Received: {len(labels)} empty label lists (source={source}). "
+                "Fix: pass label_names=[...] to say which labels exist."
+            )
+    index = {name: i for i, name in enumerate(label_names)}
+    multi_hot = np.zeros((len(labels), len(label_names)), dtype=np.int64)
+    for position, names in enumerate(labels):
+        for name in names:
+            if name not in index:
+                raise ValueError(
+                    f"expected every label to be one of the known names "
+                    f"{list(label_names)}. Received: {name!r} in labels"
+                    f"[{position}]={_describe(labels[position])} "
+                    f"(source={source}). Fix: add {name!r} to `label_names`, "
+                    "or correct the label."
+                )
+            multi_hot[position, index[name]] = 1
+    return multi_hot, label_names
 
 
 def from_lists(texts, labels=None, label_names=None, source="<in memory>"):
@@ -315,19 +388,20 @@ def from_lists(texts, labels=None, label_names=None, source="<in memory>"):
     Args:
         texts: list of `str` (or of `(str, str)` pairs).
         labels: `None`, or one label per text: all ints (class ids), all
-            strings (class names), floats (regression) or multi-hot rows.
-            Defaults to `None`.
+            strings (class names), floats (regression), multi-hot rows, or
+            for multi-label data lists of label names (`[]` for a text
+            with none), stored as multi-hot rows. Defaults to `None`.
         label_names: `None` or a list of class names. With string labels
-            it fixes the id of each name (`label_names[i]` gets id `i`);
-            without it the ids follow the sorted unique names. Defaults to
-            `None`.
+            it fixes the id of each name (`label_names[i]` gets id `i`),
+            with lists of names the column of each; without it the ids
+            follow the sorted unique names. Defaults to `None`.
         source: description used in messages. Defaults to `"<in memory>"`.
 
     Returns:
         A `TextData`.
 
     Raises:
-        ValueError: for mixed int/str labels, for a string label missing
+        ValueError: for labels of mixed kinds, for a label name missing
             from `label_names`, and for the cases `TextData` rejects.
 
     Example:
@@ -335,6 +409,9 @@ def from_lists(texts, labels=None, label_names=None, source="<in memory>"):
     >>> data = from_lists(["great", "awful", "fine"], ["pos", "neg", "pos"])
     >>> data.labels.tolist(), data.label_names
     ([1, 0, 1], ['neg', 'pos'])
+    >>> data = from_lists(["chase", "kiss", "news"], [["action"], ["romance"], []])
+    >>> data.labels.tolist(), data.label_names
+    ([[1, 0], [0, 1], [0, 0]], ['action', 'romance'])
     """
     if labels is None or (
         isinstance(labels, np.ndarray) and labels.dtype.kind in "biuf"
@@ -342,17 +419,14 @@ def from_lists(texts, labels=None, label_names=None, source="<in memory>"):
         return TextData(texts, labels, label_names, source)
     labels = list(labels)
     kinds = [_label_kind(label) for label in labels]
+    multi = "names" in kinds or (kinds and set(kinds) == {"empty"})
+    if multi and not set(kinds) <= {"names", "empty"}:
+        raise _mixed_labels_error(labels, kinds, source)
     if "str" in kinds and len(set(kinds)) > 1:
-        other = next(i for i, kind in enumerate(kinds) if kind != kinds[0])
-        raise ValueError(
-            "expected labels to be all class ids (int) or all class names "
-            f"(str), not a mix. Received: labels[0]={_describe(labels[0])} "
-            f"and labels[{other}]={_describe(labels[other])} "
-            f"(source={source}). "
-            "Fix: convert them all to one kind, e.g. `[str(x) for x in "
-            "labels]`."
-        )
-    if kinds and kinds[0] == "str":
+        raise _mixed_labels_error(labels, kinds, source)
+    if multi:
+        labels, label_names = _names_to_multi_hot(labels, label_names, source)
+    elif kinds and kinds[0] == "str":
         if label_names is None:
             label_names = sorted(set(labels))
         index = {name: i for i, name in enumerate(label_names)}
@@ -403,6 +477,36 @@ def _open_text(path, encoding):
     return open(path, encoding=encoding, newline="")
 
 
+def _text_encoding(encoding):
+    """`encoding` to read with: UTF-8 becomes `utf-8-sig`, which skips a
+    leading byte-order mark (a BOM would otherwise stick to the first word)."""
+    if isinstance(encoding, str) and codecs.lookup(encoding).name == "utf-8":
+        return "utf-8-sig"
+    return encoding
+
+
+def _decode_error(path, encoding, error, compressed=None):
+    """A `ValueError` for `error`, naming the line of `path` that `encoding`
+    cannot decode (found by decoding the file again, line by line)."""
+    if compressed is None:
+        compressed = path.suffix == ".gz"
+    decoder = codecs.getincrementaldecoder(_text_encoding(encoding))()
+    line, where = 1, f"'{path}'"
+    with (gzip.open if compressed else open)(path, "rb") as file:
+        for chunk in file:
+            try:
+                line += decoder.decode(chunk).count("\n")
+            except UnicodeDecodeError as line_error:
+                error, where = line_error, f"line {line} of '{path}'"
+                break
+    bad = error.object[error.start : error.end]
+    return ValueError(
+        f"expected {encoding} text. Received: {where} cannot be decoded "
+        f"({error.reason}: {bad!r}). Fix: pass the right `encoding=`, e.g. "
+        "encoding='latin-1'."
+    )
+
+
 def _parse_string_labels(values, label_names):
     """Turn label strings read from a CSV file into ids, floats or names."""
     if label_names is not None and set(values) <= set(label_names):
@@ -427,7 +531,9 @@ def read_csv(
 
     Label cells that are all integers become class ids, all numbers
     become float (regression) labels, anything else is a class name
-    (mapped as in `from_lists`).
+    (mapped as in `from_lists`). Label cells are read without the spaces
+    around them (`good film, pos` has the label `pos`); text cells are
+    kept exactly as they are.
 
     Args:
         path: str or `pathlib.Path` of the file.
@@ -448,17 +554,30 @@ def read_csv(
     Raises:
         FileNotFoundError: if `path` does not exist.
         ValueError: if a column is missing (the message lists the
-            available ones), a row is short, or the file has no rows.
+            available ones), a row is short, the file has no rows, or a
+            line cannot be decoded with `encoding` (the message names it).
     """
     path = _check_path(path)
     text_columns = (
         [text_column] if isinstance(text_column, str) else list(text_column)
     )
+    try:
+        texts, labels = _read_csv_rows(
+            path, text_columns, label_column, delimiter, encoding
+        )
+    except UnicodeDecodeError as error:
+        raise _decode_error(path, encoding, error) from None
+    if labels:
+        labels = _parse_string_labels(labels, label_names)
+    return from_lists(texts, labels or None, label_names, source=str(path))
+
+
+def _read_csv_rows(path, text_columns, label_column, delimiter, encoding):
+    """The texts and (stripped) label cells of `read_csv`'s file, checked
+    row by row."""
     wanted = text_columns + ([] if label_column is None else [label_column])
-    if encoding.lower().replace("-", "") == "utf8":
-        encoding = "utf-8-sig"
     texts, labels = [], []
-    with _open_text(path, encoding) as file:
+    with _open_text(path, _text_encoding(encoding)) as file:
         reader = csv.DictReader(file, delimiter=delimiter)
         columns = reader.fieldnames
         if not columns:
@@ -492,10 +611,8 @@ def read_csv(
                         f"{label_column!r} on line {reader.line_num} of "
                         f"'{path}'. Fix: fill it in or drop the row."
                     )
-                labels.append(values[-1])
-    if labels:
-        labels = _parse_string_labels(labels, label_names)
-    return from_lists(texts, labels or None, label_names, source=str(path))
+                labels.append(values[-1].strip())
+    return texts, labels
 
 
 def read_jsonl(
@@ -505,7 +622,9 @@ def read_jsonl(
 
     Blank lines are skipped. Labels keep their JSON type: ints are class
     ids, strings are class names, floats are regression targets, lists
-    are multi-hot rows.
+    of numbers are multi-hot rows, and lists of strings are the label
+    names of a multi-label example (`["action", "comedy"]`, or `[]` for
+    none), stored as multi-hot rows as in `from_lists`.
 
     Args:
         path: str or `pathlib.Path` of the file.
@@ -515,7 +634,8 @@ def read_jsonl(
             Defaults to `"label"`.
         label_names: `None` or a list of class names (see `from_lists`).
             Defaults to `None`.
-        encoding: text encoding of the file. Defaults to `"utf-8"`.
+        encoding: text encoding of the file. Defaults to `"utf-8"` (a
+            leading byte-order mark is skipped).
 
     Returns:
         A `TextData`.
@@ -523,13 +643,23 @@ def read_jsonl(
     Raises:
         FileNotFoundError: if `path` does not exist.
         ValueError: naming the line number of a line that is not a JSON
-            object or lacks a field, or if the file holds no examples.
+            object, lacks a field or cannot be decoded with `encoding`,
+            or if the file holds no examples.
     """
     path = _check_path(path)
     text_fields = [text_field] if isinstance(text_field, str) else list(text_field)
+    try:
+        texts, labels = _read_jsonl_records(path, text_fields, label_field, encoding)
+    except UnicodeDecodeError as error:
+        raise _decode_error(path, encoding, error) from None
+    return from_lists(texts, labels or None, label_names, source=str(path))
+
+
+def _read_jsonl_records(path, text_fields, label_field, encoding):
+    """The texts and labels of `read_jsonl`'s file, checked line by line."""
     wanted = text_fields + ([] if label_field is None else [label_field])
     texts, labels = [], []
-    with _open_text(path, encoding) as file:
+    with _open_text(path, _text_encoding(encoding)) as file:
         for line_number, line in enumerate(file, start=1):
             if not line.strip():
                 continue
@@ -560,7 +690,7 @@ def read_jsonl(
             texts.append(text[0] if len(text) == 1 else tuple(text))
             if label_field is not None:
                 labels.append(record[label_field])
-    return from_lists(texts, labels or None, label_names, source=str(path))
+    return texts, labels
 
 
 def read_folder(path, label_names=None, extensions=(".txt",), encoding="utf-8"):

@@ -15,6 +15,9 @@ import json
 import os
 from pathlib import Path
 
+from keras_transfer.datasets.readers import _decode_error
+from keras_transfer.datasets.readers import _text_encoding
+
 
 def _describe(value, limit=60):
     text = repr(value)
@@ -261,7 +264,8 @@ def read_squad(path, encoding="utf-8"):
     Args:
         path: the `.json` (or `.json.gz`) file, with SQuAD's layout
             `{"data": [{"title", "paragraphs": [{"context", "qas": [...]}]}]}`.
-        encoding: the file's text encoding. Defaults to `"utf-8"`.
+        encoding: the file's text encoding. Defaults to `"utf-8"` (a
+            leading byte-order mark is skipped).
 
     Returns:
         A `QAData` with ids, questions, contexts, answers and titles.
@@ -277,9 +281,11 @@ def read_squad(path, encoding="utf-8"):
         raise FileNotFoundError(f"No SQuAD file at {str(path)!r}. Check the path.")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding=encoding) as f:
+        with opener(path, "rt", encoding=_text_encoding(encoding)) as f:
             content = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
+    except UnicodeDecodeError as error:
+        raise _decode_error(path, encoding, error) from None
+    except (json.JSONDecodeError, OSError) as error:
         raise ValueError(f"{str(path)!r} is not a readable JSON file: {error}") from None
     if not isinstance(content, dict) or not isinstance(content.get("data"), list):
         raise ValueError(

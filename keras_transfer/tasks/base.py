@@ -16,6 +16,8 @@ backbone's preprocessor attached. It adds to `keras.Model`:
 
 import collections
 import contextlib
+import difflib
+import inspect
 import math
 import os
 import tempfile
@@ -90,6 +92,7 @@ class Task(distributed.DataParallel, keras.Model):
     """
 
     def __init__(self, *args, backbone=None, preprocessor=None, frozen_state=None, lora=None, **kwargs):
+        _check_keyword_arguments(type(self), kwargs)
         super().__init__(*args, **kwargs)
         self._initialized = True
         self.backbone = backbone
@@ -954,10 +957,22 @@ class Task(distributed.DataParallel, keras.Model):
     def _save_here(self, filepath, overwrite=True, **kwargs):
         path = os.fspath(filepath)
         if not path.endswith(".keras"):
+            if path.endswith((".h5", ".hdf5")):
+                raise ValueError(
+                    f"Cannot save to {path!r}: a keras_transfer model saves to a `.keras` file, "
+                    "which `kt.load_model` reads back with its tokenizer, label names and frozen "
+                    "state (legacy HDF5 keeps none of them). Use a `.keras` path, or "
+                    "`save_weights('….weights.h5')` for the weights alone."
+                )
             return super().save(filepath, overwrite=overwrite, **kwargs)
         if os.path.exists(path) and not overwrite:
             raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it.")
         folder, name = os.path.split(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(
+                f"Cannot save to {path!r}: the folder {folder!r} does not exist. Create it first "
+                "(`os.makedirs(folder, exist_ok=True)`)."
+            )
         partial = os.path.join(folder, f".{name}.partial-{os.getpid()}.keras")
         try:
             super().save(partial, overwrite=True, **kwargs)
@@ -1046,6 +1061,36 @@ def _mark_weightless_layers_built(layer):
     for sub in layer._flatten_layers(include_self=True, recursive=True):
         if not sub.built and not sub.weights:
             sub.built = True
+
+
+#: What `keras.Model`'s functional constructor takes, beside a task's own
+#: arguments (it silently drops anything else).
+_MODEL_ARGUMENTS = {"inputs", "outputs", "name", "trainable", "dtype"}
+
+
+def _check_keyword_arguments(cls, kwargs):
+    """Raises a `TypeError` naming an argument `cls` does not take (Keras'
+    functional `Model` would ignore it: a misspelt `droput=0.5` would leave
+    the dropout at its default)."""
+    known = set()
+    for klass in cls.__mro__:
+        if klass is Task:
+            break
+        for method in (klass.__dict__.get("__init__"), klass.__dict__.get("from_preset")):
+            method = getattr(method, "__func__", method)
+            if method is not None:
+                known |= {name for name in inspect.signature(method).parameters if name not in ("self", "cls", "kwargs")}
+    unknown = sorted(set(kwargs) - _MODEL_ARGUMENTS - known)
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise TypeError(
+        f"{cls.__name__} got unexpected keyword argument{'s' if len(unknown) > 1 else ''} "
+        f"{', '.join(hints)}. It takes: {', '.join(sorted(known | {'name'}))}."
+    )
 
 
 def _attach_sample_weight(data, kwargs):

@@ -7,6 +7,8 @@ context (or on the first token, which stands for "no answer in this
 window"). Windows, labels and decoding live in `keras_transfer.qa`.
 """
 
+import numbers
+
 import keras
 import numpy as np
 
@@ -15,7 +17,15 @@ from keras_transfer.backbones import load_backbone
 from keras_transfer.datasets.squad import QAData, check_strings, normalize_answers
 from keras_transfer.families import family_of
 from keras_transfer.metrics.squad import squad_scores
-from keras_transfer.qa import QABatches, check_family, check_window_sizes, decode, make_windows
+from keras_transfer.qa import (
+    QABatches,
+    check_family,
+    check_window_sizes,
+    decode,
+    is_integer,
+    make_windows,
+    plain_answer_starts,
+)
 from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task
 from keras_transfer.tasks.text_classifier import _check_freeze, apply_freeze, head_initializer
 
@@ -132,7 +142,7 @@ class QuestionAnswerer(Task):
             check_window_sizes(preprocessor.sequence_length, stride, max_question_length, specials)
         else:
             check_window_sizes(10**6, stride, max_question_length)  # types only
-        if isinstance(max_answer_length, bool) or not isinstance(max_answer_length, int) or max_answer_length < 1:
+        if not is_integer(max_answer_length) or max_answer_length < 1:
             raise ValueError(
                 "Expected `max_answer_length` to be a positive integer (tokens). "
                 f"Received: max_answer_length={max_answer_length!r}"
@@ -141,10 +151,13 @@ class QuestionAnswerer(Task):
             raise ValueError(
                 f"Expected `allow_unanswerable` to be True or False. Received: {allow_unanswerable!r}"
             )
-        if isinstance(null_threshold, bool) or not isinstance(null_threshold, (int, float)):
+        if isinstance(null_threshold, (bool, np.bool_)) or not isinstance(null_threshold, numbers.Real):
             raise ValueError(f"Expected `null_threshold` to be a number. Received: {null_threshold!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
             raise ValueError(f"Expected `dropout` in [0, 1). Received: dropout={dropout!r}")
+        # NumPy numbers pass the checks; the config keeps Python ones.
+        stride, max_question_length, max_answer_length = int(stride), int(max_question_length), int(max_answer_length)
+        dropout = dropout.item() if isinstance(dropout, np.generic) else dropout
 
         # === Functional graph ===
         inputs = dict(backbone.input)
@@ -290,7 +303,7 @@ class QuestionAnswerer(Task):
         if not questions:
             raise ValueError("No questions: there is nothing to train or answer.")
         if answers is not None and not isinstance(x, QAData):
-            answers = normalize_answers(answers, contexts, ids)
+            answers = normalize_answers(plain_answer_starts(answers), contexts, ids)
         if need_answers:
             if answers is None:
                 raise ValueError(

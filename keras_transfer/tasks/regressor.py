@@ -130,6 +130,8 @@ class TextRegressor(Task):
         compile=True,
         **kwargs,
     ):
+        if isinstance(num_outputs, np.integer):
+            num_outputs = int(num_outputs)
         if isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 1:
             raise ValueError(
                 "Expected `num_outputs` to be a positive integer (numbers "

@@ -8,11 +8,11 @@ from keras_transfer.backbones import DEFAULT_SEQUENCE_LENGTH, load_backbone
 from keras_transfer.families import family_of
 from keras_transfer.layers import Pooling
 from keras_transfer.metrics.classification import classification_report
-from keras_transfer.tasks.base import Task, _is_text_data
+from keras_transfer.tasks.base import Task, _check_keyword_arguments, _is_text_data
 
 
 def _check_freeze(freeze):
-    if isinstance(freeze, bool) or (isinstance(freeze, int) and freeze >= 0):
+    if isinstance(freeze, (bool, np.bool_)) or (isinstance(freeze, (int, np.integer)) and freeze >= 0):
         return
     raise ValueError(
         "Expected `freeze` to be True (train only the head), False (train "
@@ -24,12 +24,12 @@ def _check_freeze(freeze):
 def apply_freeze(model, freeze):
     """Applies a task's `freeze` argument to its backbone."""
     _check_freeze(freeze)
-    if freeze is True:
+    if freeze is True or freeze is np.True_:
         freezing.freeze(model)
-    elif freeze is False:
+    elif freeze is False or freeze is np.False_:
         freezing.unfreeze(model)
     else:
-        freezing.unfreeze(model, top=freeze)
+        freezing.unfreeze(model, top=int(freeze))
 
 
 def check_label_names(
@@ -57,6 +57,8 @@ def check_label_names(
                 f"{count_name}={count} but {len(label_names)} {noun} "
                 f"names were given ({label_names}). Give one name per {what}."
             )
+    if isinstance(count, np.integer):
+        count = int(count)
     if isinstance(count, bool) or not isinstance(count, int) or count < minimum:
         binary = " (a binary task has 2 classes)" if minimum == 2 and what == "class" else ""
         raise ValueError(
@@ -68,9 +70,9 @@ def check_label_names(
 
 def check_head_arguments(hidden_units, dropout):
     """Validates the head's `hidden_units` and `dropout`; returns the units as a tuple."""
-    if isinstance(hidden_units, int):
+    if isinstance(hidden_units, (int, np.integer)):
         hidden_units = (hidden_units,)
-    hidden_units = tuple(hidden_units)
+    hidden_units = tuple(int(u) if isinstance(u, np.integer) else u for u in hidden_units)
     if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in hidden_units):
         raise ValueError(
             "Expected `hidden_units` to be positive integers. "
@@ -150,6 +152,7 @@ def task_from_preset(
     learning rate depends on it) unless `compile=False`.
     """
     _check_freeze(freeze)
+    _check_keyword_arguments(cls, kwargs)  # before the (slow) loading
     backbone, preprocessor = load_backbone(
         preset,
         sequence_length=sequence_length,

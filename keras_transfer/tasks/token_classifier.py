@@ -30,6 +30,32 @@ from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task
 from keras_transfer.tasks.text_classifier import check_head_arguments, check_label_names, head_initializer, task_from_preset
 
 
+def _check_not_raw_sentences(x, name):
+    """Raises when `x` is a list of raw sentence strings instead of word lists."""
+    if not (isinstance(x, (list, tuple)) and x and isinstance(x[0], str)):
+        return
+    sentence = next((s for s in x if isinstance(s, str) and len(s.split()) > 1), None)
+    if sentence is None:
+        return  # one sentence's words, not wrapped: check_sentences says so
+    raise ValueError(
+        f"Expected `{name}` to be a list of sentences, each a list of words, but "
+        f"`{name}` holds raw strings such as {sentence[:60]!r}. Split each sentence "
+        "into words: `[sentence.split() for sentence in sentences]`, or "
+        "`[[w for w, _, _ in kt.tagging.split_words(s)] for s in sentences]` to "
+        "split off punctuation too. To tag raw strings, "
+        "`model.predict_entities(sentences)` does the splitting."
+    )
+
+
+def _plain_tag_lists(tags):
+    """Per-sentence 1-D NumPy arrays of tags become lists."""
+    if isinstance(tags, np.ndarray) and tags.ndim >= 1:
+        tags = list(tags)
+    if isinstance(tags, (list, tuple)):
+        tags = [t.tolist() if isinstance(t, np.ndarray) and t.ndim == 1 else t for t in tags]
+    return tags
+
+
 def _is_word_lists(x):
     return (
         isinstance(x, (list, tuple))
@@ -199,7 +225,7 @@ class TokenClassifier(Task):
 
     def _tag_ids(self, words, tags, names=None, name="y"):
         """Checks tags (names or ids) against the words; returns id arrays."""
-        tags = check_tags(words, tags, name)
+        tags = check_tags(words, _plain_tag_lists(tags), name)
         known = self.tag_names
         if names is not None and known is not None and list(names) != known:
             unknown = sorted(set(names) - set(known))
@@ -245,6 +271,7 @@ class TokenClassifier(Task):
             if x.tags is None:
                 return x.words, None
             return x.words, self._tag_ids(x.words, x.tags, x.tag_names, f"{name} tags")
+        _check_not_raw_sentences(x, name)
         words = check_sentences(x, name)
         if y is None:
             return words, None

@@ -11,13 +11,15 @@ from keras_transfer import distributed, freezing
 from keras_transfer.callbacks.numerics import StopOnNaN
 from keras_transfer.precision import resolve_dtype
 from keras_transfer.seq2seq import (
+    DEFAULT_LENGTH,
     DEFAULT_PROMPT,
     ENCODER_DECODERS,
     Seq2SeqBatches,
     Seq2SeqPreprocessor,
+    _check_length,
     causal_lm_class,
 )
-from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task, _EpochOrder
+from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task, _check_cache_storage, _EpochOrder, _is_raw_text
 
 FREEZE_OPTIONS = (False, "encoder")
 
@@ -36,6 +38,76 @@ def _generator_class(backbone):
             "KerasHub CausalLM (GPT2Backbone, LlamaBackbone, …)."
         )
     return cls
+
+
+def _check_preprocessor(backbone, preprocessor):
+    """Raises unless `preprocessor` packs for `backbone` within its positions."""
+    if not isinstance(preprocessor, Seq2SeqPreprocessor):
+        raise ValueError(
+            "Expected `preprocessor` to be a kt.Seq2SeqPreprocessor. "
+            f"Received: {type(preprocessor).__name__}."
+        )
+    name = type(backbone).__name__
+    if preprocessor.family != ENCODER_DECODERS.get(name):
+        raise ValueError(
+            f"The preprocessor packs for {preprocessor.backbone_class}, but the backbone "
+            f"is a {name}. Build it with kt.Seq2SeqPreprocessor(tokenizer, {name!r}, ...)."
+        )
+    limit = getattr(backbone, "max_sequence_length", None)
+    if limit is None:  # relative positions (T5): any length
+        return
+    source, target = preprocessor.source_length, preprocessor.target_length
+    if preprocessor.decoder_only:
+        # The prompt and the target are one sequence: `generate` pads each
+        # prompt to len(prompt) + target_length positions.
+        if source + target > limit:
+            keep = target if target <= limit - 4 else limit // 2
+            raise ValueError(
+                f"source_length={source} + target_length={target} = {source + target} "
+                f"positions, but {name} has max_sequence_length={limit}: a decoder-only "
+                "model reads the prompt and the target as one sequence. Pass lengths "
+                f"that add up to at most {limit}, for example source_length={limit - keep}, "
+                f"target_length={keep}."
+            )
+        return
+    for what, value in (("source_length", source), ("target_length", target)):
+        if value > limit:
+            raise ValueError(
+                f"{what}={value} is more than the {limit} positions of {name} "
+                f"(max_sequence_length={limit}). Pass {what}={limit} or less."
+            )
+
+
+def _default_lengths(backbone, source_length, target_length):
+    """`from_preset`'s lengths: those given, and defaults that fit the others.
+
+    A length left out is `DEFAULT_LENGTH`, or less where the backbone has
+    fewer positions; a decoder-only backbone shares its positions between
+    the prompt and the target, so the defaults split them.
+    """
+    given = {"source_length": source_length, "target_length": target_length}
+    limit = getattr(backbone, "max_sequence_length", None)
+    if limit is None:
+        return tuple(DEFAULT_LENGTH if v is None else v for v in given.values())
+    if type(backbone).__name__ in ENCODER_DECODERS:
+        return tuple(min(DEFAULT_LENGTH, limit) if v is None else v for v in given.values())
+    source, target = given["source_length"], given["target_length"]
+    if source is None and target is None:
+        source = min(DEFAULT_LENGTH, limit // 2)
+    for name, value, other in (("source_length", source, target), ("target_length", target, source)):
+        if value is None and other is not None and limit - other < 4:
+            other_name = "target_length" if name == "source_length" else "source_length"
+            raise ValueError(
+                f"{other_name}={other} leaves {limit - other} of the {limit} positions of "
+                f"{type(backbone).__name__} for {name}, which needs at least 4 (a "
+                f"decoder-only model reads the prompt and the target as one sequence). "
+                f"Pass a smaller {other_name}."
+            )
+    if target is None:
+        target = min(DEFAULT_LENGTH, limit - source)
+    if source is None:
+        source = min(DEFAULT_LENGTH, limit - target)
+    return source, target
 
 
 def _freeze_encoder(backbone):
@@ -134,11 +206,8 @@ class Translator(Task):
 
     def __init__(self, backbone, preprocessor=None, compile=True, **kwargs):
         generator_class = _generator_class(backbone)
-        if preprocessor is not None and not isinstance(preprocessor, Seq2SeqPreprocessor):
-            raise ValueError(
-                "Expected `preprocessor` to be a kt.Seq2SeqPreprocessor. "
-                f"Received: {type(preprocessor).__name__}."
-            )
+        if preprocessor is not None:
+            _check_preprocessor(backbone, preprocessor)
         # === Functional graph: KerasHub's own LM head over the backbone ===
         lm = generator_class(backbone=backbone, preprocessor=None)
         super().__init__(
@@ -153,13 +222,24 @@ class Translator(Task):
         if compile:
             self.compile()
 
+    @property
+    def preprocessor(self):
+        """The `kt.Seq2SeqPreprocessor` that packs raw text for the backbone."""
+        return Task.preprocessor.fget(self)
+
+    @preprocessor.setter
+    def preprocessor(self, value):
+        if value is not None and self.backbone is not None:
+            _check_preprocessor(self.backbone, value)
+        Task.preprocessor.fset(self, value)
+
     @classmethod
     def from_preset(
         cls,
         preset,
         freeze=False,
-        source_length=64,
-        target_length=64,
+        source_length=None,
+        target_length=None,
         prompt=DEFAULT_PROMPT,
         load_weights=True,
         dtype=None,
@@ -172,9 +252,13 @@ class Translator(Task):
                 `"gpt2_base_en"`) or a local KerasHub preset directory.
             freeze: `False` trains everything; `"encoder"` freezes the encoder
                 of an encoder-decoder model. Defaults to `False`.
-            source_length: longest packed source or prompt. Defaults to `64`.
+            source_length: longest packed source or prompt. Defaults to
+                `None`: 64, or fewer where the backbone has fewer positions.
             target_length: longest target; also the most tokens generated.
-                Defaults to `64`.
+                Defaults to `None`: 64, or fewer where the backbone has fewer
+                positions. A decoder-only backbone reads the prompt and the
+                target as one sequence: the two lengths must add up to at
+                most its `max_sequence_length`, and the defaults share it.
             prompt: template of decoder-only models, with a `{source}` field.
                 Defaults to `"Translate: {source}\\nTranslation:"`.
             load_weights: load pretrained weights. Defaults to `True`.
@@ -188,12 +272,13 @@ class Translator(Task):
                 "A text generator's head is the backbone's own embedding, so "
                 "the backbone cannot be frozen whole."
             )
+        if source_length is not None:
+            source_length = _check_length("source_length", source_length)
+        if target_length is not None:
+            target_length = _check_length("target_length", target_length)
         backbone, tokenizer = _load(preset, load_weights, dtype)
         _generator_class(backbone)
-        max_length = getattr(backbone, "max_sequence_length", None)
-        if max_length is not None:
-            source_length = min(source_length, max_length)
-            target_length = min(target_length, max_length)
+        source_length, target_length = _default_lengths(backbone, source_length, target_length)
         preprocessor = Seq2SeqPreprocessor(
             tokenizer,
             type(backbone).__name__,
@@ -274,7 +359,10 @@ class Translator(Task):
         validation_data=None,
         shuffle=True,
         seed=None,
+        cache_features="auto",
         stop_on_nan=True,
+        cache_memory_limit=None,
+        cache_dir=None,
         **kwargs,
     ):
         """Trains on `(sources, targets)`: raw strings or a `ParallelData`.
@@ -285,7 +373,29 @@ class Translator(Task):
         `kt.Task.fit` does, and under torchrun the same call trains
         data-parallel (`batch_size` is the global batch). Everything else is
         `keras.Model.fit`.
+
+        A translator has no feature cache: its output layer is the
+        backbone's own token embedding, so nothing runs on fixed features.
+        `cache_features` (`"auto"` or `False`), `cache_memory_limit` and
+        `cache_dir` are accepted, as `kt.Task.fit` takes them, and unused.
         """
+        if cache_features is True:
+            raise ValueError(
+                "cache_features=True, but a Translator has no feature cache: its "
+                "output layer is the backbone's own token embedding, so nothing "
+                "runs on fixed features. Leave `cache_features` out."
+            )
+        if cache_features is not False and not (isinstance(cache_features, str) and cache_features == "auto"):
+            raise ValueError(
+                "Expected `cache_features` to be 'auto', True or False. "
+                f"Received: cache_features={cache_features!r}"
+            )
+        if not isinstance(stop_on_nan, bool):
+            raise ValueError(
+                f"Expected `stop_on_nan` to be True or False. Received: stop_on_nan={stop_on_nan!r}"
+            )
+        _check_cache_storage(cache_memory_limit, cache_dir)
+        self._check_something_trains()
         if distributed.initialize():
             seed = distributed.broadcast_seed(seed)
         if getattr(self, "optimizer", None) is None:
@@ -314,12 +424,65 @@ class Translator(Task):
             **kwargs,
         )
 
+    def _check_something_trains(self):
+        if not self.trainable_weights:
+            raise ValueError(
+                "Nothing in this Translator trains: every weight is frozen. A "
+                "translator's output layer is the backbone's own token embedding, "
+                "so a frozen backbone (`kt.freeze(model)`) leaves nothing to train. "
+                "Unfreeze it first: `model.unfreeze()` (or `model.unfreeze(top=2)` "
+                "for the top blocks only), then `model.compile(...)` again."
+            )
+
+    def find_learning_rate(self, x, y=None, min_lr=1e-7, max_lr=1.0, steps=100, batch_size=None, **kwargs):
+        """The learning-rate range test on `(sources, targets)` (see `kt.Task.find_learning_rate`).
+
+        Takes the data as `fit` does: raw strings with `y=targets`, or a
+        `ParallelData`.
+        """
+        self._check_something_trains()
+        data = self._as_seq2seq_batches(x, y, batch_size, shuffle=True, seed=0)
+        return super().find_learning_rate(data, None, min_lr=min_lr, max_lr=max_lr, steps=steps, **kwargs)
+
+    def fine_tune(self, x, y=None, validation_data=None, head_epochs=0, epochs=2, unfreeze="all", **kwargs):
+        """Unfreezes the backbone (or its top `unfreeze` blocks) and trains (`kt.recipes.fine_tune`).
+
+        A translator has no head of its own to train first (its output
+        layer is the backbone's token embedding), so there is no stage 1:
+        `head_epochs` must be `0`. Example:
+        `model.fine_tune(train, validation_data=valid, epochs=3)`.
+        """
+        if isinstance(head_epochs, int) and not isinstance(head_epochs, bool) and head_epochs > 0:
+            raise ValueError(
+                f"head_epochs={head_epochs}, but a Translator has no head-only stage: its "
+                "output layer is the backbone's own token embedding, so with the "
+                "backbone frozen nothing would train. Pass head_epochs=0 (the "
+                "default), or call `fit`."
+            )
+        return super().fine_tune(
+            x, y, validation_data=validation_data, head_epochs=head_epochs,
+            epochs=epochs, unfreeze=unfreeze, **kwargs,
+        )
+
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         """Loss and token accuracy on `(sources, targets)` (teacher forcing)."""
         distributed.initialize()
         data = self._as_seq2seq_batches(x, y, batch_size, False)
         kwargs = distributed.main_process_kwargs(kwargs)
         return keras.Model.evaluate(self, distributed.shard(data), **kwargs)
+
+    def predict(self, x, batch_size=None, **kwargs):
+        """Keras' predict on token-id inputs: next-token logits.
+
+        For translations of raw text, use `translate`.
+        """
+        if isinstance(x, str) or _is_raw_text(x) or (hasattr(x, "sources") and hasattr(x, "targets")):
+            raise ValueError(
+                "Translator.predict takes token-id inputs (as `preprocessor.collate` "
+                "builds them) and returns next-token logits. For translations of raw "
+                "text, call `model.translate(sources)`."
+            )
+        return super().predict(x, batch_size=batch_size, **kwargs)
 
     # Generation -------------------------------------------------------------
 
