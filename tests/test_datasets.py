@@ -598,6 +598,8 @@ def test_readers_skip_byte_order_mark(tmp_path):
     squad = tmp_path / "bom.json"
     squad.write_bytes(bom + json.dumps(SQUAD).encode("utf-8"))
     assert read_squad(squad).questions == ["Where is the tower?"]
+    folder = make_folder(tmp_path / "bom", {"pos": {"a.txt": "\ufeffgood"}})
+    assert read_folder(folder).texts == ["good"]
 
 
 def write_latin1(path, text):

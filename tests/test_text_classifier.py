@@ -1048,3 +1048,35 @@ def test_numpy_integers_are_integers(bert_preset, tmp_path):
     assert model.predict(TEXTS, batch_size=np.int32(3), verbose=0).shape == (len(TEXTS), 2)
     model.save(tmp_path / "model.keras")  # the config holds Python ints only
     assert kt.load_model(tmp_path / "model.keras").get_layer("logits").units == 2
+
+
+def test_a_dataset_of_raw_text_gets_advice(bert_model):
+    class RawText(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return np.array(TEXTS[index * 5 : index * 5 + 5]), np.array(LABELS[index * 5 : index * 5 + 5])
+
+    for call in (
+        lambda: bert_model.fit(RawText(), verbose=0, cache_features=False),
+        lambda: bert_model.evaluate(RawText(), verbose=0),
+        lambda: bert_model.predict(RawText(), verbose=0),
+    ):
+        with raises(ValueError, "holds text", "Give raw texts and labels to `fit`"):
+            call()
+    with raises(ValueError, "string labels but the model has no `label_names`"):
+        bert_model.fit(bert_model.preprocessor(TEXTS), np.array(["neg", "pos"] * 5), verbose=0)
+
+
+def test_labels_beside_token_ids_are_checked_and_named(bert_preset):
+    model = classifier(bert_preset, label_names=["neg", "pos"], num_classes=None)
+    inputs = model.preprocessor(TEXTS)
+    with raises(ValueError, "Label 2 at y[2] is outside 0..1"):
+        model.fit(inputs, np.arange(10) % 4, verbose=0)
+    with raises(ValueError, "Unknown labels ['good']"):
+        model.evaluate(inputs, ["good"] * 10, verbose=0)
+    names = ["neg", "pos"]
+    by_name = model.evaluate(inputs, [names[label] for label in LABELS], verbose=0, return_dict=True)
+    by_id = model.evaluate(inputs, np.array(LABELS), verbose=0, return_dict=True)
+    assert by_name == pytest.approx(by_id)

@@ -704,7 +704,7 @@ def read_folder(path, label_names=None, extensions=(".txt",), encoding="utf-8"):
 
     Files are read in sorted order within each class, classes in the order
     of `label_names`. The text is kept exactly as in the file (no newline
-    translation, no stripping).
+    translation, no stripping; only a UTF-8 byte-order mark is skipped).
 
     Args:
         path: str or `pathlib.Path` of the folder.
@@ -714,7 +714,8 @@ def read_folder(path, label_names=None, extensions=(".txt",), encoding="utf-8"):
             Defaults to `None`.
         extensions: file name endings to read (case-insensitive); other
             files are skipped. Defaults to `(".txt",)`.
-        encoding: text encoding of the files. Defaults to `"utf-8"`.
+        encoding: text encoding of the files. Defaults to `"utf-8"` (a
+            leading byte-order mark is skipped).
 
     Returns:
         A `TextData`.
@@ -760,7 +761,7 @@ def read_folder(path, label_names=None, extensions=(".txt",), encoding="utf-8"):
             )
         for file in files:
             try:
-                texts.append(file.read_bytes().decode(encoding))
+                texts.append(file.read_bytes().decode(_text_encoding(encoding)))
             except UnicodeDecodeError as error:
                 raise ValueError(
                     f"expected {encoding} text. Received: '{file}' cannot be "

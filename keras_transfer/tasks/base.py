@@ -454,6 +454,10 @@ class Task(distributed.DataParallel, keras.Model):
     def _map_label_names(self, y, names):
         return y
 
+    def _check_array_labels(self, y):
+        """Checks (or maps) labels that go with token-id arrays; subclasses override."""
+        return y
+
     def _class_weight_by_id(self, class_weight):
         """`class_weight` with class names (of `label_names`) turned into ids."""
         if not isinstance(class_weight, dict):
@@ -731,6 +735,8 @@ class Task(distributed.DataParallel, keras.Model):
             kwargs["callbacks"] = _add_callbacks(kwargs.get("callbacks"), StopOnNaN())
         data, y = self._as_batches(x, y, batch_size, shuffle=shuffle, seed=seed)
         _attach_sample_weight(data, kwargs)
+        if y is not None and not isinstance(data, keras.utils.PyDataset):
+            y = self._check_array_labels(y)
         if kwargs.get("class_weight") is not None:
             kwargs["class_weight"] = self._class_weight_by_id(kwargs["class_weight"])
         if kwargs.get("validation_split") and isinstance(data, keras.utils.PyDataset):
@@ -769,15 +775,16 @@ class Task(distributed.DataParallel, keras.Model):
             data = distributed.shard(data)
         if isinstance(validation_data, TextBatches):
             validation_data = distributed.shard(validation_data)
-        return super().fit(
-            data,
-            y,
-            batch_size=batch_size,
-            epochs=epochs,
-            validation_data=validation_data,
-            shuffle=shuffle,
-            **kwargs,
-        )
+        with _explaining_text_in_batches():
+            return super().fit(
+                data,
+                y,
+                batch_size=batch_size,
+                epochs=epochs,
+                validation_data=validation_data,
+                shuffle=shuffle,
+                **kwargs,
+            )
 
     # Feature caching ----------------------------------------------------------
 
@@ -895,6 +902,8 @@ class Task(distributed.DataParallel, keras.Model):
         distributed.initialize()
         data, y = self._as_batches(x, y, batch_size, shuffle=False)
         _attach_sample_weight(data, kwargs)
+        if y is not None and not isinstance(data, keras.utils.PyDataset):
+            y = self._check_array_labels(y)
         if isinstance(data, TextBatches):
             if data.labels is None:
                 raise ValueError(
@@ -905,7 +914,8 @@ class Task(distributed.DataParallel, keras.Model):
             # Under torchrun each process evaluates its rows; metrics are summed.
             data = distributed.shard(data)
         kwargs = distributed.main_process_kwargs(kwargs)
-        return super().evaluate(data, y, batch_size=batch_size, **kwargs)
+        with _explaining_text_in_batches():
+            return super().evaluate(data, y, batch_size=batch_size, **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):
         """Predicts on raw texts (in their order) or anything Keras accepts."""
@@ -914,7 +924,8 @@ class Task(distributed.DataParallel, keras.Model):
         data, _ = self._as_batches(x, None, batch_size, shuffle=False)
         kwargs = distributed.main_process_kwargs(kwargs)
         if not isinstance(data, TextBatches):
-            return super().predict(data, batch_size=batch_size, **kwargs)
+            with _explaining_text_in_batches():
+                return super().predict(data, batch_size=batch_size, **kwargs)
         return _predict_in_order(super(), data, **kwargs)
 
     # Display and saving -----------------------------------------------------
@@ -1091,6 +1102,24 @@ def _check_keyword_arguments(cls, kwargs):
         f"{cls.__name__} got unexpected keyword argument{'s' if len(unknown) > 1 else ''} "
         f"{', '.join(hints)}. It takes: {', '.join(sorted(known | {'name'}))}."
     )
+
+
+@contextlib.contextmanager
+def _explaining_text_in_batches():
+    """Turns Keras' `Invalid dtype: str…` (a dataset or generator that
+    yields raw text, which Keras cannot make tensors of) into advice."""
+    try:
+        yield
+    except ValueError as error:
+        if not str(error).startswith(("Invalid dtype: str", "Invalid dtype: <U", "Invalid dtype: object")):
+            raise
+        raise ValueError(
+            "A batch of your data holds text (or other Python objects) where the model "
+            "takes numbers: token ids as inputs, class ids as labels. Give raw texts and "
+            "labels to `fit`, `evaluate` and `predict` directly (lists, arrays or a "
+            "TextData: they are tokenized, checked and batched for you), or have your "
+            "dataset yield `model.preprocessor(texts)` and numeric labels."
+        ) from error
 
 
 def _attach_sample_weight(data, kwargs):

@@ -321,6 +321,14 @@ class TextClassifier(Task):
         lookup = np.array([self.label_names.index(name) for name in names])
         return lookup[np.asarray(y)]
 
+    def _check_array_labels(self, y):
+        """Label names become class ids and class ids are range-checked;
+        anything else (one-hot rows for your own loss) goes to Keras."""
+        array = np.asarray(y) if isinstance(y, (list, tuple, np.ndarray)) else None
+        if array is not None and (array.dtype.kind in "USO" or (array.ndim == 1 and array.dtype.kind in "iub")):
+            return self._check_labels(y)
+        return y
+
     def _check_labels(self, y, name="y"):
         y = list(y) if not isinstance(y, np.ndarray) else y
         if len(y) == 0:
