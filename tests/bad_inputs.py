@@ -200,6 +200,39 @@ def _empty_text_data(c):
     c.model.fit(_kt().datasets.from_lists([], []), verbose=0)
 
 
+class _RawTextBatches:
+    """A PyDataset whose batches hold raw strings (built on first use: Keras
+    is imported only once the test environment is set)."""
+
+    def __new__(cls):
+        import keras
+
+        class RawText(keras.utils.PyDataset):
+            def __len__(self):
+                return 1
+
+            def __getitem__(self, index):
+                return np.array(TEXTS), np.array(LABELS)
+
+        return RawText()
+
+
+def _save_into_missing_folder(c):
+    c.model.save(c.root / "no" / "such" / "folder" / "model.keras")
+
+
+def _non_utf8_csv(c):
+    path = c.path("non_utf8_csv", "reviews.csv")
+    path.write_bytes("text,label\ngood film,pos\ncaf\u00e9 cr\u00e8me,neg\n".encode("latin-1"))
+    _kt().datasets.read_csv(path, text_column="text", label_column="label")
+
+
+def _conll_word_without_tag(c):
+    path = c.path("conll_word_without_tag", "train.txt")
+    path.write_text("EU B-ORG\nrejects\n", encoding="utf-8")
+    _kt().datasets.read_conll(path)
+
+
 CASES = [
     # Presets and checkpoints
     Case("unknown_preset", "unknown preset name",
@@ -246,6 +279,13 @@ CASES = [
          ("at least 3", "sequence_length=2")),
     Case("bad_dropout", "dropout=1.5",
          lambda c: c.new_model(dropout=1.5), ValueError, ("[0, 1)", "dropout=1.5")),
+    Case("misspelt_argument", "a misspelt model argument (droput=0.5)",
+         lambda c: c.new_model(droput=0.5), TypeError,
+         ("unexpected keyword argument 'droput'", "did you mean 'dropout'")),
+    Case("numpy_integers", "NumPy integers as counts (num_classes=np.int64(2), batch_size=np.int64(4))",
+         lambda c: c.new_model(num_classes=np.int64(2), freeze=np.int64(1))
+         .fit(TEXTS, LABELS, batch_size=np.int64(4), verbose=0), None,
+         note="works: NumPy integers are integers"),
     # Texts
     Case("single_string", "one string instead of a list of texts",
          lambda c: c.model.predict("a great film"), ValueError,
@@ -281,10 +321,27 @@ CASES = [
          lambda c: c.model.fit(TEXTS, [math.nan] + [0.0] * 9, verbose=0), ValueError, ("Expected integer class ids",)),
     Case("one_hot_labels", "one-hot labels",
          lambda c: c.model.fit(TEXTS, np.eye(2)[LABELS], verbose=0), ValueError, ("argmax",)),
+    Case("non_utf8_csv", "a CSV file that is not UTF-8",
+         _non_utf8_csv, ValueError, ("cannot be decoded", "encoding=")),
+    Case("conll_word_without_tag", "a CoNLL line with a word but no tag",
+         _conll_word_without_tag, ValueError, ("train.txt:2 has 1 columns", "too few")),
     Case("no_labels", "fit on texts without labels",
          lambda c: c.model.fit(TEXTS, verbose=0), ValueError, ("no labels",)),
     Case("labels_twice", "a TextData (labels included) and y",
          _texts_with_labels_twice, ValueError, ("already holds its labels",)),
+    Case("texts_labels_tuple", "texts and labels as one tuple: fit((texts, labels))",
+         lambda c: c.model.fit((TEXTS, LABELS), verbose=0), ValueError, ("is a tuple `(texts, labels)`", "fit(texts, labels)")),
+    Case("evaluate_without_labels", "evaluate on texts without labels",
+         lambda c: c.model.evaluate(TEXTS, verbose=0), ValueError, ("`evaluate` got texts but no labels",)),
+    Case("validation_without_labels", "validation_data of texts without labels",
+         lambda c: c.model.fit(TEXTS, LABELS, validation_data=(TEXTS, None), verbose=0), ValueError,
+         ("`validation_data` holds texts but no labels",)),
+    Case("labels_beside_token_ids", "a label out of range beside token-id inputs",
+         lambda c: c.model.fit(c.model.preprocessor(TEXTS), np.arange(10) % 3, verbose=0), ValueError,
+         ("outside 0..1",)),
+    Case("dataset_of_raw_text", "a keras.utils.PyDataset whose batches hold raw strings",
+         lambda c: c.model.fit(_RawTextBatches(), verbose=0, cache_features=False), ValueError,
+         ("holds text", "Give raw texts and labels to `fit`")),
     # Training options
     Case("bad_batch_size", "batch_size=-1",
          lambda c: c.model.fit(TEXTS, LABELS, batch_size=-1, verbose=0), ValueError, ("positive integer", "batch_size=-1")),
@@ -310,6 +367,16 @@ CASES = [
          ("positive integer", "batch_size=0")),
     Case("bad_stop_on_nan", "stop_on_nan='no'",
          lambda c: c.model.fit(TEXTS, LABELS, stop_on_nan="no", verbose=0), ValueError, ("stop_on_nan='no'",)),
+    Case("bad_validation_split", "validation_split=1.5",
+         lambda c: c.model.fit(TEXTS, LABELS, validation_split=1.5, verbose=0), ValueError,
+         ("`validation_split`", "between 0 and 1")),
+    Case("bad_sample_weight", "sample_weight of the wrong length",
+         lambda c: c.model.fit(TEXTS, LABELS, sample_weight=[1.0, 2.0], verbose=0), ValueError,
+         ("one number per text (10)",)),
+    Case("class_weight_unknown_name", "class_weight naming a class the model does not have",
+         lambda c: c.new_model(num_classes=None, label_names=["neg", "pos"])
+         .fit(TEXTS, LABELS, class_weight={"good": 2.0}, verbose=0), ValueError,
+         ("names the class 'good'", "['neg', 'pos']")),
     Case("bad_seed", "a negative shuffling seed",
          lambda c: c.model.fit(TEXTS, LABELS, seed=-1, verbose=0), ValueError, ("non-negative integer", "seed=-1")),
     Case("corrupt_backup", "resuming from a corrupted backup",
@@ -340,6 +407,11 @@ CASES = [
     Case("translator_encoder_only", "a Translator over an encoder-only backbone (BERT)",
          lambda c: _kt().Translator.from_preset(c.bert_preset), ValueError, ("cannot generate text with BertBackbone",)),
     # Saving and loading
+    Case("save_missing_folder", "saving into a folder that does not exist",
+         _save_into_missing_folder, FileNotFoundError, ("does not exist", "Create it first")),
+    Case("save_h5", "saving a task model to .h5",
+         lambda c: c.model.save(c.path("save_h5", "model.h5")), ValueError,
+         ("saves to a `.keras` file", "save_weights")),
     Case("missing_keras_file", "loading a file that does not exist",
          lambda c: _kt().load_model(c.root / "missing.keras"), FileNotFoundError, ("No saved model at",)),
     Case("not_a_keras_file", "loading a file that is not .keras",

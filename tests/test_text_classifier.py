@@ -1080,3 +1080,10 @@ def test_labels_beside_token_ids_are_checked_and_named(bert_preset):
     by_name = model.evaluate(inputs, [names[label] for label in LABELS], verbose=0, return_dict=True)
     by_id = model.evaluate(inputs, np.array(LABELS), verbose=0, return_dict=True)
     assert by_name == pytest.approx(by_id)
+
+
+def test_texts_and_labels_in_one_tuple_get_advice(bert_model):
+    with raises(ValueError, "`x` is a tuple `(texts, labels)`", "fit(texts, labels)"):
+        bert_model.fit((TEXTS, LABELS), verbose=0)
+    with raises(ValueError, "`x` is a tuple `(texts, labels)`"):
+        bert_model.evaluate((TEXTS, np.array(LABELS)), verbose=0)

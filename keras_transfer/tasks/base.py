@@ -410,6 +410,20 @@ class Task(distributed.DataParallel, keras.Model):
 
     def _as_batches(self, x, y, batch_size, shuffle, name="x", seed=None):
         """Turns raw text into `TextBatches`; passes anything else through."""
+        if (
+            y is None
+            and isinstance(x, tuple)
+            and len(x) == 2
+            and _is_raw_text(x[0])
+            and isinstance(x[0], (list, np.ndarray))
+            and not _is_raw_text(x[1])
+            and hasattr(x[1], "__len__")
+            and len(x[1]) == len(x[0])
+        ):
+            raise ValueError(
+                f"`{name}` is a tuple `(texts, labels)`. Give the texts and the labels as "
+                "two arguments: `fit(texts, labels)`."
+            )
         if _is_text_data(x):
             if y is not None:
                 raise ValueError(
