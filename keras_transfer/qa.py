@@ -38,23 +38,26 @@ def is_integer(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
-def plain_answer_starts(answers):
+def plain_answers(answers):
     """`answers` with NumPy integer `answer_start` values as Python ints.
 
     Answers read with pandas or NumPy carry `np.int64` offsets; SQuAD dicts
-    hold plain ints. Anything else is left for the answer checks to judge.
+    hold plain ints. A single text or start of another type becomes a list
+    of one, so that the answer checks name it. Anything else is left for
+    those checks to judge.
     """
     if answers is None or isinstance(answers, (str, dict)):
         return answers
     plain = []
     for answer in answers:
-        if isinstance(answer, dict) and "answer_start" in answer:
-            starts = answer["answer_start"]
-            if is_integer(starts):
-                starts = int(starts)
-            elif isinstance(starts, (list, tuple, np.ndarray)):
-                starts = [int(s) if is_integer(s) else s for s in list(starts)]
-            answer = {**answer, "answer_start": starts}
+        if isinstance(answer, dict) and "text" in answer and "answer_start" in answer:
+            texts, starts = answer["text"], answer["answer_start"]
+            if not isinstance(texts, (str, list, tuple, np.ndarray)):
+                texts = [texts]
+            if not isinstance(starts, (list, tuple, np.ndarray)):
+                starts = [starts]
+            starts = [int(s) if is_integer(s) else s for s in list(starts)]
+            answer = {**answer, "text": texts, "answer_start": starts}
         plain.append(answer)
     return plain
 

@@ -24,7 +24,7 @@ import keras_hub
 import numpy as np
 
 from keras_transfer.batching import plan_batches
-from keras_transfer.preprocessing import _valid_unicode, check_texts
+from keras_transfer.preprocessing import _ids_without_typed_specials, _valid_unicode, check_texts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +60,9 @@ ENCODER_DECODERS = {
 }
 
 DEFAULT_PROMPT = "Translate: {source}\nTranslation:"
-#: Default `source_length` and `target_length`: a sentence of a translation
-#: corpus such as Multi30k takes about 20 BPE tokens, so 64 rarely cuts one.
+#: Default `source_length` and `target_length`, special tokens included
+#: (`Translator.from_preset` takes fewer where the backbone has fewer
+#: positions).
 DEFAULT_LENGTH = 64
 
 
@@ -168,8 +169,9 @@ class Seq2SeqPreprocessor(keras_hub.models.Preprocessor):
         return self.family is None
 
     def _ids(self, texts):
-        texts = [_valid_unicode(text) for text in texts]  # lone surrogates become U+FFFD
-        return [np.asarray(ids, dtype="int32") for ids in self.tokenizer(texts)]
+        # As `kt.TextPreprocessor` reads text: lone surrogates become U+FFFD,
+        # special tokens typed in the text ("</s>") stay text.
+        return _ids_without_typed_specials(self.tokenizer, [_valid_unicode(text) for text in texts])
 
     def _token(self, attribute):
         return int(getattr(self.tokenizer, attribute))

@@ -402,6 +402,37 @@ def test_other_misuse_is_refused(bert_preset, model):
         tiny_model(bert_preset, freeze="yes")
 
 
+def test_numpy_integers_are_integers(bert_preset, model):
+    context = "the film was good and the plot was boring"
+    start = context.index("boring")
+    for answer_start in (np.int64(start), [np.int64(start)], np.array([start]), [np.int32(start)]):
+        windows = model.windows(["plot ?"], [context], None)
+        history = model.fit(
+            questions=["plot ?"], contexts=[context],
+            answers=[{"text": "boring", "answer_start": answer_start}], epochs=1, verbose=0,
+        )
+        assert np.isfinite(history.history["loss"][0]) and windows
+    with raises(ValueError, "answer_start", "4.0", "an int"):
+        model.fit(questions=["plot ?"], contexts=[context], answers=[{"text": "film", "answer_start": 4.0}])
+    with raises(ValueError, "answer_start", "True", "an int"):
+        model.fit(questions=["plot ?"], contexts=[context], answers=[{"text": "film", "answer_start": True}])
+    with raises(ValueError, "answer text", "None", "non-empty string"):
+        model.fit(questions=["plot ?"], contexts=[context], answers=[{"text": None, "answer_start": 4}])
+    sized = tiny_model(bert_preset, stride=np.int64(6), max_question_length=np.int32(8), max_answer_length=np.int64(5))
+    config = sized.get_config()
+    assert [type(config[key]) for key in ("stride", "max_question_length", "max_answer_length")] == [int] * 3
+    assert len(qa.QABatches(model.preprocessor, windows, batch_size=np.int64(2))) == 1
+
+
+def test_lone_surrogates_become_replacement_characters(model):
+    broken, clean = "the film \ud800 was good", "the film \ufffd was good"
+    (ids, offsets), (clean_ids, clean_offsets) = qa.token_offsets(model.preprocessor, [broken, clean])
+    np.testing.assert_array_equal(ids, clean_ids)
+    np.testing.assert_array_equal(offsets, clean_offsets)  # still offsets into `broken`
+    (answer,) = model.answer(["what was good ?"], [broken])
+    assert broken[answer["start"] : answer["end"]] == answer["text"]
+
+
 def test_unsupported_families_and_tokenizers_are_named():
     import dataclasses
     import types

@@ -138,6 +138,19 @@ def test_split_words_keeps_offsets():
     assert split_words("  ") == []
 
 
+def test_split_words_keeps_combining_marks_in_their_word():
+    import unicodedata
+
+    text = "e\u0301te\u0301 Zu\u0308rich, \u0939\u093f\u0928\u094d\u0926\u0940 !\u0301"
+    words = split_words(text)
+    assert words == [
+        ("e\u0301te\u0301", 0, 5), ("Zu\u0308rich", 6, 13), (",", 13, 14),
+        ("\u0939\u093f\u0928\u094d\u0926\u0940", 15, 21), ("!\u0301", 22, 24),
+    ]
+    composed = unicodedata.normalize("NFC", text)
+    assert [unicodedata.normalize("NFC", w) for w, _, _ in words] == [w for w, _, _ in split_words(composed)]
+
+
 @pytest.mark.parametrize(
     "source, tags, target, expected",
     [
@@ -202,7 +215,10 @@ def test_read_conll(tmp_path):
 def test_read_conll_errors(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_text("EU B-ORG\nrejects\n")
-    with raises(ValueError, "bad.txt:2", "1 columns", "tag_column=-2"):
+    with raises(ValueError, "bad.txt:2", "1 columns", "tag_column=-1"):
+        kt.datasets.read_conll(path)  # "rejects" has no tag
+    # On two columns, -2 names the word itself: that is not a tag either.
+    with raises(ValueError, "bad.txt:1", "2 columns", "tag_column=-2"):
         kt.datasets.read_conll(path, tag_column=-2)
     with raises(FileNotFoundError, "No CoNLL file"):
         kt.datasets.read_conll(tmp_path / "missing.txt")
@@ -279,6 +295,44 @@ def test_predict_entities_offsets(trained, monkeypatch):
         {"text": "John  Smith", "label": "PER", "start": 0, "end": 11, "score": pytest.approx(0.8)},
         {"text": "to New-York  City", "label": "LOC", "start": 17, "end": 34, "score": pytest.approx(0.8)},
     ]
+
+
+def test_predict_entities_on_decomposed_text(trained, monkeypatch):
+    model, _ = trained
+
+    def fake_predict_tags(words, batch_size=None, return_scores=False):
+        assert words == [["Zu\u0308rich", "is", "nice"]]
+        return [["B-LOC", "O", "O"]], [[0.9, 0.5, 0.5]]
+
+    monkeypatch.setattr(model, "predict_tags", fake_predict_tags)
+    (entities,) = model.predict_entities(["Zu\u0308rich is nice"])
+    assert [(e["text"], e["label"], e["start"], e["end"]) for e in entities] == [("Zu\u0308rich", "LOC", 0, 7)]
+
+
+def test_numpy_tag_arrays_are_tag_lists(bert_preset):
+    model = _model(bert_preset)
+    x = [["one", "film"], ["two", "movie"]]
+    model.fit(x, [np.array([1, 3]), np.array([2, 4])], epochs=1, verbose=0)
+    model.fit(x, np.array([[1, 3], [2, 4]]), epochs=1, verbose=0)
+    model.fit(x, [np.array(["B-PER", "B-LOC"]), ["I-PER", "I-LOC"]], epochs=1, verbose=0)
+    assert "accuracy" in model.evaluate(x, [np.array([1, 3]), np.array([2, 4])], return_dict=True, verbose=0)
+    with raises(ValueError, "y[0]", "0..4"):
+        model.fit(x, [np.array([1.5, 3.0]), np.array([2, 4])], verbose=0)
+
+
+def test_raw_sentences_are_pointed_to_word_splitting(bert_preset):
+    model = _model(bert_preset)
+    for call in (
+        lambda: model.predict_tags(["good film", "bad plot"]),
+        lambda: model.predict(["good film"]),
+        lambda: model.fit(["good film"], [["O", "O"]], verbose=0),
+    ):
+        with pytest.raises(ValueError) as error:
+            call()
+        message = str(error.value)
+        assert "'good film'" in message and "sentence.split()" in message
+        assert "kt.tagging.split_words" in message and "predict_entities" in message
+        assert "wrap it in a list" not in message
 
 
 def test_validation_data_as_tuple_or_tagged_data(bert_preset):

@@ -404,12 +404,15 @@ def test_fine_tune_has_no_head_stage_and_trains_the_whole_model(bart_tokenizer, 
     model.freeze_encoder()
     frozen = model.describe_freezing()
     data = kt.datasets.ParallelData(SOURCES, TARGETS)
-    with raises(ValueError, "head_epochs=1", "no head-only stage", "head_epochs=0"):
-        model.fine_tune(data, head_epochs=1, epochs=1)
+    for head_epochs in (1, np.int64(3)):
+        with raises(ValueError, f"head_epochs={head_epochs}", "no head-only stage", "head_epochs=0"):
+            model.fine_tune(data, head_epochs=head_epochs, epochs=1)
     assert model.describe_freezing() == frozen  # refused before changing anything
     history = model.fine_tune(data, validation_data=data, epochs=2, batch_size=3, verbose=0)
     assert history.history["stage"] == [2, 2] and "val_loss" in history.history
     assert "Frozen: 0 " in model.describe_freezing()[0]
+    history = model.fine_tune(SOURCES, TARGETS, validation_data=(SOURCES, TARGETS), epochs=1, unfreeze=1, verbose=0)
+    assert history.history["stage"] == [2] and "val_accuracy" in history.history
     # `fit` takes Task.fit's caching arguments; a translator has no cache.
     model.fit(data, epochs=1, cache_features=False, cache_memory_limit=0, cache_dir=tmp_path, verbose=0)
     with raises(ValueError, "cache_features=True", "no feature cache"):
@@ -439,6 +442,16 @@ def test_lone_surrogates_become_replacement_characters(bart_tokenizer):
     ]
     assert len(model.translate([broken])) == 1
     model.fit([broken], ["ein \udcff hund"], epochs=1, verbose=0)
+
+
+def test_typed_special_tokens_stay_text(bart_tokenizer, gpt2_preset):
+    pre = tiny_bart(bart_tokenizer).preprocessor
+    end = bart_tokenizer.end_token_id
+    (source, target), = pre.pack(["a dog </s> runs"], ["ein </s> hund"])
+    assert source.tolist().count(end) == 1 and target.tolist().count(end) == 1
+    pre = Translator.from_preset(gpt2_preset, prompt="{source} =").preprocessor
+    (prompt,) = pre.pack_sources(["good <|endoftext|> film"])
+    assert prompt.tolist().count(pre.end_token_id) == 1  # the start token only
 
 
 def test_backbone_class_may_be_a_class_or_a_backbone(bart_tokenizer):

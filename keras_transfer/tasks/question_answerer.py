@@ -24,7 +24,7 @@ from keras_transfer.qa import (
     decode,
     is_integer,
     make_windows,
-    plain_answer_starts,
+    plain_answers,
 )
 from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task
 from keras_transfer.tasks.text_classifier import _check_freeze, apply_freeze, head_initializer
@@ -156,7 +156,8 @@ class QuestionAnswerer(Task):
         if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
             raise ValueError(f"Expected `dropout` in [0, 1). Received: dropout={dropout!r}")
         # NumPy numbers pass the checks; the config keeps Python ones.
-        stride, max_question_length, max_answer_length = int(stride), int(max_question_length), int(max_answer_length)
+        stride, max_question_length = int(stride), int(max_question_length)
+        max_answer_length = int(max_answer_length)
         dropout = dropout.item() if isinstance(dropout, np.generic) else dropout
 
         # === Functional graph ===
@@ -303,7 +304,7 @@ class QuestionAnswerer(Task):
         if not questions:
             raise ValueError("No questions: there is nothing to train or answer.")
         if answers is not None and not isinstance(x, QAData):
-            answers = normalize_answers(plain_answer_starts(answers), contexts, ids)
+            answers = normalize_answers(plain_answers(answers), contexts, ids)
         if need_answers:
             if answers is None:
                 raise ValueError(

@@ -1,5 +1,6 @@
 """Translation, and any other text-to-text task, over a pretrained backbone."""
 
+import numbers
 import os
 import pathlib
 
@@ -38,6 +39,11 @@ def _generator_class(backbone):
             "KerasHub CausalLM (GPT2Backbone, LlamaBackbone, …)."
         )
     return cls
+
+
+def _is_source_text(x):
+    """Whether `x` is text for a translator: strings, or a `ParallelData`."""
+    return isinstance(x, str) or _is_raw_text(x) or (hasattr(x, "sources") and hasattr(x, "targets"))
 
 
 def _check_preprocessor(backbone, preprocessor):
@@ -332,6 +338,24 @@ class Translator(Task):
                 )
         return list(x), list(y)
 
+    def _as_batches(self, x, y, batch_size, shuffle, name="x", seed=None):
+        """`(sources, targets)` or a `ParallelData` become `Seq2SeqBatches`.
+
+        Anything else passes through. `kt.Task`'s helpers (`fine_tune`,
+        `find_learning_rate`) read the data through this.
+        """
+        if _is_source_text(x):
+            return self._as_seq2seq_batches(x, y, batch_size, shuffle, seed, name), None
+        return x, y
+
+    def _validation_batches(self, validation_data, batch_size):
+        """`fit`'s `validation_data`: a `ParallelData` or `(sources, targets)`."""
+        if validation_data is None or isinstance(validation_data, keras.utils.PyDataset):
+            return validation_data
+        pair = isinstance(validation_data, tuple) and len(validation_data) == 2
+        sources, targets = validation_data if pair else (validation_data, None)
+        return self._as_seq2seq_batches(sources, targets, batch_size, False, name="validation_data")
+
     def _as_seq2seq_batches(self, x, y, batch_size, shuffle, seed=None, name="x"):
         if isinstance(x, keras.utils.PyDataset):
             return x
@@ -409,10 +433,7 @@ class Translator(Task):
         if isinstance(data, Seq2SeqBatches):
             distributed.check_batch_size(data.batch_size)
             callbacks.append(_EpochOrder(data))
-        if validation_data is not None:
-            pair = isinstance(validation_data, tuple) and len(validation_data) == 2
-            sources, targets = validation_data if pair else (validation_data, None)
-            validation_data = self._as_seq2seq_batches(sources, targets, batch_size, False, name="validation_data")
+        validation_data = self._validation_batches(validation_data, batch_size)
         steps = kwargs.get("steps_per_epoch") or len(data)
         self._size_schedule(steps * epochs)
         kwargs = distributed.main_process_kwargs({**kwargs, "callbacks": callbacks})
@@ -434,16 +455,6 @@ class Translator(Task):
                 "for the top blocks only), then `model.compile(...)` again."
             )
 
-    def find_learning_rate(self, x, y=None, min_lr=1e-7, max_lr=1.0, steps=100, batch_size=None, **kwargs):
-        """The learning-rate range test on `(sources, targets)` (see `kt.Task.find_learning_rate`).
-
-        Takes the data as `fit` does: raw strings with `y=targets`, or a
-        `ParallelData`.
-        """
-        self._check_something_trains()
-        data = self._as_seq2seq_batches(x, y, batch_size, shuffle=True, seed=0)
-        return super().find_learning_rate(data, None, min_lr=min_lr, max_lr=max_lr, steps=steps, **kwargs)
-
     def fine_tune(self, x, y=None, validation_data=None, head_epochs=0, epochs=2, unfreeze="all", **kwargs):
         """Unfreezes the backbone (or its top `unfreeze` blocks) and trains (`kt.recipes.fine_tune`).
 
@@ -452,7 +463,7 @@ class Translator(Task):
         `head_epochs` must be `0`. Example:
         `model.fine_tune(train, validation_data=valid, epochs=3)`.
         """
-        if isinstance(head_epochs, int) and not isinstance(head_epochs, bool) and head_epochs > 0:
+        if isinstance(head_epochs, numbers.Integral) and not isinstance(head_epochs, bool) and head_epochs > 0:
             raise ValueError(
                 f"head_epochs={head_epochs}, but a Translator has no head-only stage: its "
                 "output layer is the backbone's own token embedding, so with the "
@@ -476,7 +487,7 @@ class Translator(Task):
 
         For translations of raw text, use `translate`.
         """
-        if isinstance(x, str) or _is_raw_text(x) or (hasattr(x, "sources") and hasattr(x, "targets")):
+        if _is_source_text(x):
             raise ValueError(
                 "Translator.predict takes token-id inputs (as `preprocessor.collate` "
                 "builds them) and returns next-token logits. For translations of raw "
