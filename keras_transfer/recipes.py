@@ -139,6 +139,14 @@ def fine_tune(
                 f"Expected `unfreeze` to be 'all' or a number of top blocks from 1 to "
                 f"{blocks}. Received: unfreeze={unfreeze!r}"
             )
+    if head_epochs:
+        backbone_weights = {id(weight) for weight in backbone.weights}
+        if not any(id(weight) not in backbone_weights for weight in model.weights):
+            raise ValueError(
+                f"head_epochs={head_epochs}, but {model.name} has no weights outside its "
+                "backbone, so with the backbone frozen stage 1 would train nothing. "
+                "Pass head_epochs=0."
+            )
     if checkpoint is not None and not str(checkpoint).endswith(".keras"):
         raise ValueError(
             f"Expected `checkpoint` to be the path of a `.keras` file. Received: checkpoint={checkpoint!r}"

@@ -401,6 +401,9 @@ CASES = [
          lambda c: _kt().TokenClassifier.from_preset(c.bert_preset, tag_names=["O", "B-PER", "I-PER"], sequence_length=16)
          .fit([["one"], ["two", "film"]], [["B-PER"], ["I-PER"]], verbose=0), ValueError,
          ("Sentence 1 has 2 words but 1 tags",)),
+    Case("tagger_raw_sentences", "raw sentence strings to TokenClassifier.predict_tags (words expected)",
+         lambda c: _kt().TokenClassifier.from_preset(c.bert_preset, tag_names=["O", "B-PER", "I-PER"], sequence_length=16)
+         .predict_tags(["good film"]), ValueError, ("holds raw strings", "sentence.split()", "predict_entities")),
     Case("qa_answer_not_in_context", "an answer that does not occur in its context (QuestionAnswerer)",
          lambda c: _kt().QuestionAnswerer.from_preset(c.bert_preset, sequence_length=24, stride=6, max_question_length=8)
          .fit(questions=["q ?"], contexts=["the plot"], answers=["great"]), ValueError, ("'great'", "does not occur")),

@@ -366,6 +366,21 @@ def test_answer_not_at_its_start_names_the_example_and_both_strings(model):
         model.fit(questions=["q ?"], contexts=["the plot"], answers=["great"])
 
 
+def test_qa_data_takes_numpy_starts_and_single_values():
+    context = "the plot was good"
+    data = QAData(["q ?"] * 3, [context] * 3, [
+        {"text": "plot", "answer_start": np.int64(4)},
+        {"text": ["good"], "answer_start": np.array([13])},
+        {"text": np.array(["plot"]), "answer_start": [np.int32(4)]},
+    ])
+    assert [answer["answer_start"] for answer in data.answers] == [[4], [13], [4]]
+    assert all(type(start) is int for answer in data.answers for start in answer["answer_start"])
+    with raises(ValueError, "answer_start"):
+        QAData(["q ?"], [context], [{"text": "plot", "answer_start": 4.0}])
+    with raises(ValueError, "non-empty string"):
+        QAData(["q ?"], [context], [{"text": None, "answer_start": 4}])
+
+
 @pytest.mark.parametrize(
     "questions, contexts, answers, fragments",
     [

@@ -408,6 +408,9 @@ def test_fine_tune_has_no_head_stage_and_trains_the_whole_model(bart_tokenizer, 
         with raises(ValueError, f"head_epochs={head_epochs}", "no head-only stage", "head_epochs=0"):
             model.fine_tune(data, head_epochs=head_epochs, epochs=1)
     assert model.describe_freezing() == frozen  # refused before changing anything
+    with raises(ValueError, "head_epochs=2", "no weights outside its backbone", "head_epochs=0"):
+        kt.recipes.fine_tune(model, data, head_epochs=2, epochs=1)  # the recipe itself checks too
+    assert model.describe_freezing() == frozen
     history = model.fine_tune(data, validation_data=data, epochs=2, batch_size=3, verbose=0)
     assert history.history["stage"] == [2, 2] and "val_loss" in history.history
     assert "Frozen: 0 " in model.describe_freezing()[0]

@@ -15,6 +15,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from keras_transfer.datasets.readers import _decode_error
 from keras_transfer.datasets.readers import _text_encoding
 
@@ -96,11 +98,13 @@ def normalize_answers(answers, contexts, ids=None, name="answers"):
                 "string, or None for an unanswerable question."
             )
         texts, starts = answer["text"], answer["answer_start"]
-        if isinstance(texts, str):
+        if isinstance(texts, str) or not isinstance(texts, (list, tuple, np.ndarray)):
             texts = [texts]
-        if isinstance(starts, int) and not isinstance(starts, bool):
+        if not isinstance(starts, (list, tuple, np.ndarray)):
             starts = [starts]
-        texts, starts = list(texts), list(starts)
+        # NumPy integers (answers read with pandas or NumPy) are integers.
+        texts = list(texts)
+        starts = [int(start) if isinstance(start, np.integer) else start for start in starts]
         if len(texts) != len(starts):
             raise ValueError(
                 f"`{name}[{i}]` has {len(texts)} texts but {len(starts)} "
