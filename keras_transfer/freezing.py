@@ -11,14 +11,19 @@ A frozen layer trains nothing and runs in inference mode:
   `scaled_dot_product_attention` kernel. The original rates are remembered
   and restored by `unfreeze`.
 
-Keras does not save per-layer trainable flags of a KerasHub backbone, and
-reloads even a top-level `trainable=False` with trainable weights (see
-`restore_frozen_state`). Task models keep the state in their config and
-`kt.load_model` applies it again.
+Keras does not save per-layer trainable flags of a KerasHub backbone (its
+config holds constructor arguments only), and reloads even a top-level
+`trainable=False` with trainable weights (see `restore_frozen_state`). Task
+models keep the state in their config; a backbone that `freeze` or
+`unfreeze` touched also lists its frozen layers in its own config
+(`FROZEN_LAYERS_KEY`, which KerasHub's constructor ignores), so a plain
+model or a preset saved with a partly frozen backbone keeps it too.
+`kt.load_model` and `kt.load_backbone` apply it again.
 """
 
 import math
 import re
+import types
 
 import keras
 import keras_hub
@@ -182,6 +187,55 @@ def _regions(backbone):
     return below, stack, above
 
 
+#: The key under which a backbone's config lists its frozen sub-layers.
+FROZEN_LAYERS_KEY = "keras_transfer_frozen_layers"
+
+
+def _config_with_frozen_layers(backbone):
+    config = type(backbone).get_config(backbone)
+    frozen = [layer.name for layer in backbone.layers if not layer.trainable]
+    if backbone.trainable and frozen:
+        config[FROZEN_LAYERS_KEY] = frozen
+    return config
+
+
+def remember_frozen_layers(backbone):
+    """Makes `backbone.get_config()` list its frozen sub-layers (as they are
+    when it is saved), for `frozen_layers_in_config` to find on reload."""
+    if isinstance(backbone, keras_hub.models.Backbone) and "get_config" not in backbone.__dict__:
+        # A bound method (not a closure): a deep copy rebinds it to the copy.
+        backbone.__dict__["get_config"] = types.MethodType(_config_with_frozen_layers, backbone)
+    return backbone
+
+
+def frozen_layers_in_config(config):
+    """`{backbone name: [frozen sub-layer names]}` for every backbone a
+    saved config (a model's or a preset's `config.json`) records."""
+    found = {}
+    if isinstance(config, dict):
+        if FROZEN_LAYERS_KEY in config:
+            found[config.get("name")] = list(config[FROZEN_LAYERS_KEY])
+        for value in config.values():
+            found.update(frozen_layers_in_config(value))
+    elif isinstance(config, list):
+        for value in config:
+            found.update(frozen_layers_in_config(value))
+    return found
+
+
+def restore_frozen_layers(model, config):
+    """Freezes again the backbone sub-layers that `config` (the saved
+    config of `model`) lists as frozen; returns `model`."""
+    recorded = frozen_layers_in_config(config)
+    if not recorded:
+        return model
+    for layer in [model, *_sublayers(model)]:
+        if isinstance(layer, keras_hub.models.Backbone) and layer.name in recorded and layer.trainable:
+            restore_frozen_state(layer, {"trainable": True, "frozen_layers": recorded[layer.name]})
+            remember_frozen_layers(layer)
+    return model
+
+
 def freeze(model):
     """Freezes a backbone, or the backbone of a task model.
 
@@ -198,6 +252,7 @@ def freeze(model):
     _check_layer(model, "freeze")
     backbone = _backbone_of(model)
     _set_frozen(backbone, True)
+    remember_frozen_layers(backbone)
     return backbone
 
 
@@ -228,6 +283,7 @@ def unfreeze(model, top=None, embeddings=False):
     else:
         _unfreeze_top(backbone, top, embeddings)
     freeze_unused_pooler(model, backbone)
+    remember_frozen_layers(backbone)
     return backbone
 
 
@@ -305,6 +361,7 @@ def restore_frozen_state(model, state=None):
                 _set_frozen(layer, True)
         return model
     backbone = _backbone_of(model)
+    remember_frozen_layers(backbone)
     if not state["trainable"]:
         _set_frozen(backbone, True)
         return model

@@ -7,7 +7,7 @@ import zipfile
 
 import keras
 
-from keras_transfer.freezing import restore_frozen_state
+from keras_transfer.freezing import restore_frozen_layers, restore_frozen_state
 
 
 def load_model(filepath, custom_objects=None, compile=True):
@@ -54,6 +54,7 @@ def load_model(filepath, custom_objects=None, compile=True):
         path, custom_objects=custom_objects, compile=False, safe_mode=True
     )
     restore_frozen_state(model)
+    restore_frozen_layers(model, config)  # a partly frozen backbone's blocks
     if compile and config.get("compile_config"):
         _compile_and_load_optimizer(model, path, config["compile_config"])
     return model

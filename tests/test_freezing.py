@@ -318,6 +318,35 @@ def test_restore_frozen_state_repairs_flags_after_a_keras_reload(tmp_path, bert_
     assert len(reloaded.trainable_weights) == 2  # the Dense head
 
 
+def test_a_plain_model_keeps_its_partly_frozen_backbone_through_save_and_load(tmp_path, family, request):
+    import warnings
+
+    backbone, preprocessor = kt.load_backbone(request.getfixturevalue(f"{family}_preset"))
+    inputs = backbone.input
+    outputs = keras.layers.Dense(2)(kt.layers.Pooling("mean")(backbone(inputs), inputs["padding_mask"]))
+    model = keras.Model(inputs, outputs)
+    kt.freeze(backbone)
+    kt.unfreeze(model, top=1)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = preprocessor(TEXTS), np.array([1, 0, 1])
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Skipping variable loading for optimizer"
+        reloaded = kt.load_model(tmp_path / "m.keras")
+    inner = reloaded.get_layer(backbone.name)
+    assert kt.count_params(reloaded) == kt.count_params(model)
+    assert trainable_layer_names(inner) == trainable_layer_names(backbone)
+    assert int(reloaded.optimizer.iterations) == int(model.optimizer.iterations) == 1
+    frozen = {v.path: np.array(v.numpy()) for layer in inner.layers if not layer.trainable for v in layer.weights}
+    assert frozen
+    reloaded.fit(x, y, epochs=1, verbose=0)
+    assert all(np.array_equal(v.numpy(), frozen[v.path]) for layer in inner.layers for v in layer.weights if v.path in frozen)
+    # A backbone trained whole records nothing extra.
+    kt.unfreeze(backbone)
+    assert freezing.FROZEN_LAYERS_KEY not in backbone.get_config()
+
+
 def test_count_params(loaded):
     backbone, _ = loaded
     total = weight_count(backbone)

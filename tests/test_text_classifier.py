@@ -869,6 +869,20 @@ def test_save_and_load_unfrozen_with_head_options(bert_preset, tmp_path):
     assert reloaded.optimizer._learning_rate.peak_learning_rate == pytest.approx(FINE_TUNING_LEARNING_RATE)
 
 
+@pytest.mark.parametrize("layer_decay", [None, 0.8])
+def test_biases_and_norms_stay_out_of_weight_decay_after_a_reload(bert_preset, tmp_path, layer_decay):
+    model = classifier(bert_preset, freeze=False)
+    model.compile(weight_decay=0.5, layer_decay=layer_decay)
+    fit(model, epochs=1, seed=0)
+    model.save(tmp_path / "model.keras")
+    reloaded = kt.load_model(tmp_path / "model.keras")
+    decayed = {v.path for v in model.trainable_variables if model.optimizer._use_weight_decay(v)}
+    assert decayed == {v.path for v in reloaded.trainable_variables if reloaded.optimizer._use_weight_decay(v)}
+    assert not any(name in path for path in decayed for name in ("bias", "gamma", "beta"))
+    assert any("kernel" in path for path in decayed)
+    fit(reloaded, epochs=1)  # and it trains on
+
+
 def test_load_model_without_compile(bert_preset, tmp_path):
     model = classifier(bert_preset)
     model.save(tmp_path / "model.keras")

@@ -605,10 +605,24 @@ class Task(distributed.DataParallel, keras.Model):
         }
         self._prepare_for_jit_compile()
 
+    def get_compile_config(self):
+        """Keras' compile config, plus the names excluded from weight decay
+        (Keras' optimizers do not save them: biases and norms would be
+        decayed after a reload)."""
+        config = super().get_compile_config()
+        pattern = getattr(getattr(self, "optimizer", None), "_exclude_from_weight_decay_pattern", None)
+        if config and pattern is not None:
+            config["exclude_from_weight_decay"] = sorted(pattern.pattern.split("|"))
+        return config
+
     def compile_from_config(self, config):
         """Restores the compiled state of a saved model (used by loading)."""
+        config = dict(config)
+        excluded = config.pop("exclude_from_weight_decay", None)
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
+        if excluded:
+            self.optimizer.exclude_from_weight_decay(var_names=excluded)
         if self.built:
             # Create the optimizer's variables so that saved state loads in.
             self.optimizer.build(self.trainable_variables)
@@ -1093,29 +1107,53 @@ def _mark_weightless_layers_built(layer):
 _MODEL_ARGUMENTS = {"inputs", "outputs", "name", "trainable", "dtype"}
 
 
-def _check_keyword_arguments(cls, kwargs):
+def _check_keyword_arguments(cls, kwargs, from_preset=False):
     """Raises a `TypeError` naming an argument `cls` does not take (Keras'
     functional `Model` would ignore it: a misspelt `droput=0.5` would leave
     the dropout at its default)."""
-    known = set()
-    for klass in cls.__mro__:
-        if klass is Task:
-            break
-        for method in (klass.__dict__.get("__init__"), klass.__dict__.get("from_preset")):
+    def parameters(method_name):
+        names = set()
+        for klass in cls.__mro__:
+            if klass is Task:
+                break
+            method = klass.__dict__.get(method_name)
             method = getattr(method, "__func__", method)
             if method is not None:
-                known |= {name for name in inspect.signature(method).parameters if name not in ("self", "cls", "kwargs")}
+                names |= set(inspect.signature(method).parameters) - {"self", "cls", "kwargs"}
+        return names
+
+    constructor = parameters("__init__") | {"name"}
+    preset_only = parameters("from_preset") - constructor - {"preset"}
+    # From `from_preset` every argument is known; built from a backbone,
+    # `from_preset`'s own (freeze, sequence_length, …) are not.
+    known = constructor | preset_only if from_preset else constructor
     unknown = sorted(set(kwargs) - _MODEL_ARGUMENTS - known)
     if not unknown:
         return
     hints = []
     for name in unknown:
+        if name in preset_only:
+            hints.append(
+                f"{name!r} (an argument of `{cls.__name__}.from_preset`; built from a "
+                f"backbone, {_PRESET_ONLY_ADVICE.get(name, 'set it on the backbone or preprocessor')})"
+            )
+            continue
         close = difflib.get_close_matches(name, sorted(known), n=1)
         hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     raise TypeError(
         f"{cls.__name__} got unexpected keyword argument{'s' if len(unknown) > 1 else ''} "
-        f"{', '.join(hints)}. It takes: {', '.join(sorted(known | {'name'}))}."
+        f"{', '.join(hints)}. It takes: {', '.join(sorted(known))}."
     )
+
+
+#: What to do instead of a `from_preset` argument given to a constructor.
+_PRESET_ONLY_ADVICE = {
+    "freeze": "call `kt.freeze(model)` or `kt.unfreeze(model, top=N)` after building it",
+    "sequence_length": "pass it to `kt.load_backbone(preset, sequence_length=...)`",
+    "truncation": "pass it to `kt.load_backbone(preset, truncation=...)`",
+    "load_weights": "pass it to `kt.load_backbone(preset, load_weights=...)`",
+    "dtype": "pass it to `kt.load_backbone(preset, dtype=...)`",
+}
 
 
 @contextlib.contextmanager

@@ -152,7 +152,7 @@ def task_from_preset(
     learning rate depends on it) unless `compile=False`.
     """
     _check_freeze(freeze)
-    _check_keyword_arguments(cls, kwargs)  # before the (slow) loading
+    _check_keyword_arguments(cls, kwargs, from_preset=True)  # before the (slow) loading
     backbone, preprocessor = load_backbone(
         preset,
         sequence_length=sequence_length,
