@@ -236,6 +236,21 @@ def restore_frozen_layers(model, config):
     return model
 
 
+def _check_no_lora(backbone, function):
+    """Refuses to change what trains in a LoRA backbone: its frozen state is
+    per weight (kernels frozen, adapters training), which `freeze` and
+    `unfreeze` would overwrite layer by layer, and which a reload could not
+    bring back."""
+    if any(getattr(layer, "lora_enabled", False) for layer in backbone._flatten_layers(include_self=False)):
+        raise ValueError(
+            f"LoRA is enabled on {backbone.name}: its pretrained weights are frozen and its "
+            f"adapters train. `kt.{function}` would change that layer by layer (unfreezing "
+            "would train every weight, freezing would stop the adapters). Train the LoRA "
+            "model as it is with `fit`, or build the model again without LoRA to freeze or "
+            "unfreeze blocks."
+        )
+
+
 def freeze(model):
     """Freezes a backbone, or the backbone of a task model.
 
@@ -251,6 +266,7 @@ def freeze(model):
     """
     _check_layer(model, "freeze")
     backbone = _backbone_of(model)
+    _check_no_lora(backbone, "freeze")
     _set_frozen(backbone, True)
     remember_frozen_layers(backbone)
     return backbone
@@ -278,6 +294,7 @@ def unfreeze(model, top=None, embeddings=False):
     """
     _check_layer(model, "unfreeze")
     backbone = _backbone_of(model)
+    _check_no_lora(backbone, "unfreeze")
     if top is None:
         _set_frozen(backbone, False)
     else:

@@ -130,6 +130,7 @@ def fine_tune(
         raise ValueError(
             f"fine_tune needs a model with a KerasHub backbone; {model.name} has none."
         )
+    freezing._check_no_lora(backbone, "unfreeze")  # stage 2 unfreezes: refuse before stage 1
     if unfreeze != "all":
         blocks = len(freezing.blocks(backbone))
         if isinstance(unfreeze, np.integer):

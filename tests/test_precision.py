@@ -16,7 +16,13 @@ def test_mixed_bfloat16_classifier_trains_and_predicts(bert_preset):
     assert model.get_layer("logits").kernel.dtype == "float32"  # variables stay float32
     history = model.fit(["good film", "bad film"] * 4, [1, 0] * 4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    assert model.predict(["good film"], verbose=0).shape == (1, 2)
+    predictions = model.predict(["good film", "bad"], verbose=0)
+    assert predictions.shape == (2, 2)
+    assert predictions.dtype == np.float32  # not ml_dtypes.bfloat16, which torch and pandas cannot read
+    logits = model(model.preprocessor(["good film", "bad"]), training=False)
+    assert str(logits.dtype) == "torch.bfloat16"
+    np.testing.assert_array_equal(predictions, logits.detach().float().cpu().numpy())
+    torch.from_numpy(predictions)
 
 
 def test_frozen_backbone_takes_the_fused_attention_path_with_the_same_outputs(bert_preset):

@@ -946,15 +946,22 @@ class Task(distributed.DataParallel, keras.Model):
             return super().evaluate(data, y, batch_size=batch_size, **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):
-        """Predicts on raw texts (in their order) or anything Keras accepts."""
+        """Predicts on raw texts (in their order) or anything Keras accepts.
+
+        Outputs a bfloat16 model computes come back as float32 arrays (the
+        same values): NumPy has no bfloat16 of its own, and torch, pandas
+        and scikit-learn do not read `ml_dtypes.bfloat16` arrays.
+        """
         if _is_text_data(x):
             x = x.texts
         data, _ = self._as_batches(x, None, batch_size, shuffle=False)
         kwargs = distributed.main_process_kwargs(kwargs)
         if not isinstance(data, TextBatches):
             with _explaining_text_in_batches():
-                return super().predict(data, batch_size=batch_size, **kwargs)
-        return _predict_in_order(super(), data, **kwargs)
+                outputs = super().predict(data, batch_size=batch_size, **kwargs)
+        else:
+            outputs = _predict_in_order(super(), data, **kwargs)
+        return keras.tree.map_structure(_as_standard_float, outputs)
 
     # Display and saving -----------------------------------------------------
 
@@ -1388,6 +1395,12 @@ def _features_in_order(model, batches, verbose, storage):
         if progress is not None:
             progress.update(done)
     return features
+
+
+def _as_standard_float(array):
+    if isinstance(array, np.ndarray) and array.dtype.name == "bfloat16":
+        return array.astype("float32")
+    return array
 
 
 def _predict_in_order(model, batches, **kwargs):
