@@ -350,6 +350,7 @@ def frozen_state(model):
     Returns `{"trainable": bool, "frozen_layers": [names]}` where the names
     are the backbone's direct sub-layers that are frozen.
     """
+    _check_layer(model, "frozen_state")
     backbone = _backbone_of(model)
     return {
         "trainable": bool(backbone.trainable),
@@ -372,11 +373,22 @@ def restore_frozen_state(model, state=None):
         state: what `frozen_state` returned; `None` re-applies the flags the
             layers already carry, for every layer of `model`.
     """
+    _check_layer(model, "restore_frozen_state")
     if state is None:
         for layer in _sublayers(model):
             if not layer.trainable:
                 _set_frozen(layer, True)
         return model
+    if (
+        not isinstance(state, dict)
+        or not isinstance(state.get("trainable"), bool)
+        or not isinstance(state.get("frozen_layers"), (list, tuple))
+    ):
+        raise ValueError(
+            "Expected `state` to be what `kt.frozen_state(model)` returns: "
+            '{"trainable": bool, "frozen_layers": [layer names]}. '
+            f"Received: state={state!r}"
+        )
     backbone = _backbone_of(model)
     remember_frozen_layers(backbone)
     if not state["trainable"]:
@@ -392,6 +404,7 @@ def restore_frozen_state(model, state=None):
 
 def count_params(model):
     """Returns `(trainable, frozen)` parameter counts of a model or layer."""
+    _check_layer(model, "count_params")
     trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
     frozen = sum(math.prod(v.shape) for v in model.non_trainable_weights)
     return trainable, frozen

@@ -366,3 +366,17 @@ def test_describe(loaded):
     assert freezing.describe(backbone) == "embeddings frozen, blocks 1-1 of 0-1 train"
     kt.unfreeze(backbone, top=0, embeddings=True)
     assert freezing.describe(backbone) == "embeddings train, all 2 blocks frozen"
+
+
+def test_state_functions_name_bad_arguments(loaded):
+    backbone, _ = loaded
+    for function, args in (
+        (kt.count_params, ("x",)),
+        (kt.frozen_state, (None,)),
+        (kt.restore_frozen_state, ([],)),
+    ):
+        with raises(ValueError, f"`kt.{function.__name__}` expects a Keras layer or model"):
+            function(*args)
+    for state in ({"bad": 1}, {"trainable": "yes", "frozen_layers": []}, [True]):
+        with raises(ValueError, "what `kt.frozen_state(model)` returns"):
+            kt.restore_frozen_state(backbone, state)
