@@ -7,6 +7,7 @@ usual remedy (ULMFiT, Keras' transfer-learning guide, ktrain).
 """
 
 import math
+import numbers
 
 import keras
 import numpy as np
@@ -125,6 +126,19 @@ def fine_tune(
     _check_epochs("head_epochs", head_epochs, 0)
     _check_epochs("epochs", epochs, 1)
     _check_epochs("patience", patience, 0)
+    # Checked here, not by the compile() of a stage, which runs after
+    # the model has been frozen (and for stage 2, trained).
+    for name, value in (("learning_rate", learning_rate), ("head_learning_rate", head_learning_rate)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf
+        ):
+            raise ValueError(f"Expected `{name}` to be a positive number or None. Received: {name}={value!r}")
+    if layer_decay is not None and (
+        isinstance(layer_decay, bool) or not isinstance(layer_decay, numbers.Real) or not 0 < layer_decay <= 1
+    ):
+        raise ValueError(
+            f"Expected `layer_decay` to be a number in (0, 1] or None. Received: layer_decay={layer_decay!r}"
+        )
     backbone = freezing._backbone_of(model)
     if backbone is model:
         raise ValueError(
