@@ -7,7 +7,9 @@ backbone with a matching `TextPreprocessor`:
   KerasHub's registry, with "did you mean" suggestions for typos;
 - a local KerasHub preset directory (what `save_to_preset` writes);
 - a local HuggingFace-format directory (`config.json` with `model_type`),
-  which KerasHub converts;
+  which KerasHub converts (a base `RobertaModel`, `DistilBertModel` or
+  `AlbertModel` checkpoint, without the task class's `roberta.` prefix,
+  too; a missing tensor is a clear error);
 - a `hf://owner/name` or `kaggle://…` handle, downloaded by KerasHub.
 """
 
@@ -16,8 +18,11 @@ import json
 import os
 import pathlib
 
+import keras
 import keras_hub
 import numpy as np
+from keras_hub.src.utils.transformers.safetensor_utils import SafetensorLoader
+from safetensors import SafetensorError
 
 from keras_transfer import fused
 from keras_transfer.bert import BertBackbone, hf_intermediate_activation
@@ -165,6 +170,129 @@ def _hf_loader(preset):
     return get_preset_loader(preset)
 
 
+# KerasHub's converters read these families' weights under the prefix that
+# HF's task classes (RobertaForSequenceClassification, …) save them with; a
+# base model (RobertaModel) saves the same tensors without it.
+_BASE_MODEL_PREFIXES = {"roberta": "roberta.", "distilbert": "distilbert.", "albert": "albert."}
+
+
+class _MissingTensor(Exception):
+    """A tensor that KerasHub's converter asked for is not in the checkpoint."""
+
+    def __init__(self, key, present):
+        super().__init__(key)
+        self.key = key
+        self.present = present  # the checkpoint's tensor names
+
+
+class _CheckpointWeights(SafetensorLoader):
+    """KerasHub's reader of a HuggingFace checkpoint's safetensors files.
+
+    Reads base-model checkpoints of the families in `_BASE_MODEL_PREFIXES`
+    (`embeddings.…` where the converter asks for `roberta.embeddings.…`),
+    and raises `_MissingTensor` for a tensor the checkpoint lacks where
+    KerasHub would fail deep in safetensors (or with a bare `KeyError` on a
+    sharded checkpoint's index).
+    """
+
+    def __init__(self, preset, model_type):
+        super().__init__(preset)
+        self.base_model_prefix = _BASE_MODEL_PREFIXES.get(model_type)
+
+    def get_prefixed_key(self, hf_weight_key, dict_like):
+        names = list(dict_like.keys())
+        prefix = self.base_model_prefix
+        if prefix and hf_weight_key.startswith(prefix) and hf_weight_key not in names:
+            bare = hf_weight_key[len(prefix) :]
+            if bare in names:
+                return bare
+        key = super().get_prefixed_key(hf_weight_key, dict_like)
+        if key not in names:
+            raise _MissingTensor(hf_weight_key, names)
+        return key
+
+
+def _missing_tensor_error(path, config, missing):
+    """The `ValueError` for a checkpoint that lacks a tensor KerasHub reads."""
+    key, model_type = missing.key, config.get("model_type")
+    architecture = (config.get("architectures") or ["?"])[0]
+    head, _, rest = key.partition(".")
+    error = (
+        f"Cannot convert the HuggingFace checkpoint {str(path)!r}: it has no "
+        f"tensor {key!r}, which KerasHub's converter for model_type "
+        f"{model_type!r} reads."
+    )
+    by_hand = (
+        "convert the weights by hand (KerasHub's converters, in "
+        "`keras_hub/src/utils/transformers/`, list the names they read)."
+    )
+    if rest in missing.present:
+        why = f"Its weights lack the `{head}.` prefix"
+    elif key == "lm_head.weight":
+        why = "It has no output layer and config.json says tie_word_embeddings is false"
+    else:
+        return ValueError(
+            f"{error} The weights file is incomplete, or was written for another "
+            f"model type: save or download the checkpoint again, or {by_hand}"
+        )
+    if architecture.endswith("Model"):  # RobertaModel, LlamaModel: no head
+        stem = architecture[: -len("Model")]
+        head_class = f"{stem}ForCausalLM" if head in ("model", "lm_head") else f"{stem}ForMaskedLM"
+        source = f"it was saved from a base model ({architecture})"
+        save = f"{head_class} (`{head_class}.from_pretrained(path).save_pretrained(path)`"
+    else:
+        source = "it looks saved from a base model"
+        save = "the model's class with a head (`AutoModelForCausalLM` or `AutoModelForMaskedLM`"
+    return ValueError(
+        f"{error} {why}: {source}, and KerasHub converts checkpoints saved "
+        f"from a class with a head. Save it again from {save}; keras_transfer "
+        f"never uses that head), or {by_hand}"
+    )
+
+
+def _fold_token_type_embedding(backbone, weights):
+    """Adds RoBERTa's token type embedding into its position embeddings.
+
+    HF's `RobertaModel` adds `token_type_embeddings[0]` to every token (its
+    token type ids are all 0); KerasHub's `RobertaBackbone` has no such
+    table and its converter drops it. Pretrained RoBERTa's row is zero, but
+    a fine-tuned checkpoint's need not be. Folded into every position's
+    embedding, the sum is HF's, as KerasHub does for XLM-RoBERTa.
+    """
+    try:
+        table = weights.get_tensor("roberta.embeddings.token_type_embeddings.weight")
+    except _MissingTensor:
+        return
+    positions = backbone.embeddings.position_embedding.position_embeddings
+    folded = keras.ops.convert_to_numpy(keras.ops.cast(positions, "float32")) + table[0]
+    positions.assign(folded)
+
+
+def _load_hf_backbone(preset, config, load_weights, **kwargs):
+    """Converts a HuggingFace-format directory with KerasHub's converter.
+
+    As `Backbone.from_preset` does, with the weights read through
+    `_CheckpointWeights`.
+    """
+    loader = _hf_loader(preset)
+    # KerasHub's converter would build the tanh GELU (see bert.py).
+    activation = hf_intermediate_activation(config)
+    if activation:
+        cls, kwargs = BertBackbone, {**kwargs, "intermediate_activation": activation}
+    else:
+        cls = loader.check_backbone_class()
+    backbone = loader.load_backbone(cls, load_weights=False, **kwargs)
+    if load_weights:
+        with _CheckpointWeights(preset, config.get("model_type")) as weights:
+            try:
+                loader.converter.convert_weights(backbone, weights, loader.config)
+            except _MissingTensor as missing:
+                raise _missing_tensor_error(preset, config, missing) from None
+            if config.get("model_type") == "roberta":
+                _fold_token_type_embedding(backbone, weights)
+    return backbone
+
+
 def _download_error(preset, error):
     return RuntimeError(
         f"Could not download the weights of preset {preset!r}: {error}. "
@@ -244,13 +372,11 @@ def load_backbone(
     dtype = resolve_dtype(dtype)
     if dtype is not None:
         kwargs["dtype"] = dtype
-    # KerasHub's converter would build the tanh GELU (see bert.py).
-    activation = hf_intermediate_activation(config) if hf_format else None
     try:
         if xlnet_format:
             backbone, tokenizer = convert_xlnet_checkpoint(path, **kwargs)
-        elif activation:
-            backbone = _hf_loader(preset).load_backbone(BertBackbone, intermediate_activation=activation, **kwargs)
+        elif hf_format:
+            backbone = _load_hf_backbone(preset, config, **kwargs)
             tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
         else:
             backbone = keras_hub.models.Backbone.from_preset(preset, **kwargs)
@@ -260,7 +386,7 @@ def load_backbone(
                 tokenizer = _hf_loader(preset).load_tokenizer(keras_hub.models.BertTokenizer)
             else:
                 tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
-    except OSError as error:  # requests' ConnectionError is an OSError
+    except (OSError, SafetensorError) as error:  # requests' ConnectionError is an OSError
         if local:
             raise ValueError(
                 f"Could not read the preset directory {preset!r}: {error}. A "
@@ -268,6 +394,16 @@ def load_backbone(
                 "the preset again."
             ) from error
         raise _download_error(preset, error) from None
+    except KeyError as error:
+        if not hf_format:
+            raise
+        raise ValueError(
+            f"Could not convert the HuggingFace checkpoint {preset!r}: the "
+            f"converter for model_type {config['model_type']!r} looked for "
+            f"{error} in its config.json or tokenizer files and "
+            "found none. Save the model and its tokenizer again with "
+            "`save_pretrained`, or give the missing field."
+        ) from None
     except ValueError as error:
         # Offline, KerasHub reports an `hf://` handle as having no config.
         if local or "://" not in preset:

@@ -40,24 +40,68 @@ def _check_truncation(truncation):
 
 
 def truncate(ids, budget, truncation="head"):
-    """Shortens `ids` to at most `budget` tokens the way `truncation` says."""
+    """Shortens `ids` to at most `budget` tokens the way `truncation` says.
+
+    `"head+tail"` keeps `budget // 4` tokens of the beginning, but at least
+    one once the budget is 2 or more (a budget of 1 keeps the last token),
+    and fills the rest of the budget from the end. A budget below 1 keeps
+    nothing.
+    """
+    budget = max(int(budget), 0)  # `ids[:-1]` would keep almost everything
     if len(ids) <= budget:
         return ids
     if truncation == "head":
         return ids[:budget]
     if truncation == "tail":
         return ids[len(ids) - budget :]
-    head = budget // 4
+    head = max(budget // 4, 1) if budget >= 2 else 0
     return np.concatenate([ids[:head], ids[len(ids) - (budget - head) :]])
 
 
+def _is_column(value):
+    return isinstance(value, (list, np.ndarray))
+
+
+def columns_as_pairs(texts, name="x"):
+    """Reads a tuple `(texts_a, texts_b)` of two text columns as pairs.
+
+    Two lists (or arrays) of strings of the same length become the list of
+    `(texts_a[i], texts_b[i])` pairs, as the pair tasks read them; any other
+    value is returned unchanged. A tuple of two strings stays two texts.
+    """
+    if not (isinstance(texts, tuple) and len(texts) == 2 and all(map(_is_column, texts))):
+        return texts
+    columns = [c.tolist() if isinstance(c, np.ndarray) else list(c) for c in texts]
+    for column, values in enumerate(columns):
+        for i, text in enumerate(values):
+            if not isinstance(text, str):
+                raise ValueError(
+                    f"Expected every text to be a string. Received: {name}[{column}][{i}]="
+                    f"{text!r} of type {type(text).__name__} (`{name}` is read as two "
+                    "text columns, (texts_a, texts_b)). Convert the texts with "
+                    "str(...) or drop the missing ones."
+                )
+    if len(columns[0]) != len(columns[1]):
+        raise ValueError(
+            f"`{name}` is a tuple of two text columns of different lengths "
+            f"({len(columns[0])} and {len(columns[1])}). Give one text_b per "
+            "text_a: (texts_a, texts_b) with texts_a[i] paired with texts_b[i]."
+        )
+    return list(zip(*columns))
+
+
 def check_texts(texts, name="x"):
-    """Validates a batch of raw texts (strings or pairs of strings)."""
+    """Validates a batch of raw texts (strings or pairs of strings).
+
+    Returns a list of strings or of `(text_a, text_b)` pairs; a tuple of
+    two text columns is read as pairs (`columns_as_pairs`).
+    """
     if isinstance(texts, str):
         raise ValueError(
             f"Expected a list of strings for `{name}`, got a single string. "
             f"Wrap it in a list: [{texts[:40]!r}]."
         )
+    texts = columns_as_pairs(texts, name)
     if isinstance(texts, np.ndarray):
         texts = texts.tolist()
     texts = list(texts)
@@ -66,7 +110,9 @@ def check_texts(texts, name="x"):
             if len(text) != 2 or not all(isinstance(t, str) for t in text):
                 raise ValueError(
                     f"`{name}[{i}]` is {text!r}: a text pair must be two "
-                    "strings, (text_a, text_b)."
+                    "strings, (text_a, text_b). To pair two parallel lists "
+                    "of texts, give the tuple (texts_a, texts_b) or "
+                    "list(zip(texts_a, texts_b))."
                 )
         elif not isinstance(text, str):
             raise ValueError(
@@ -75,6 +121,61 @@ def check_texts(texts, name="x"):
                 "with str(...) or drop the missing ones before training."
             )
     return texts
+
+
+def _packs_alike(family, other):
+    """Whether two families wrap texts in the same special tokens."""
+    fields = ("start", "sep", "end", "pair_sep_repeat", "end_segment_id")
+    return all(getattr(family, f) == getattr(other, f) for f in fields)
+
+
+def _check_tokenizer(tokenizer, backbone_class):
+    """Raises unless `tokenizer` can pack texts the way `backbone_class` does.
+
+    A tokenizer of another family would pack without the special tokens the
+    backbone was trained with (a GPT-2 tokenizer has no `[CLS]`), or with
+    the wrong ones (a BERT tokenizer's `[SEP]` ending a Qwen text). KerasHub
+    tokenizers name their family through `backbone_cls`; families that pack
+    alike (BERT and DistilBERT, Llama and Mistral) may share tokenizers.
+    The special tokens are checked once the vocabulary is there (a
+    deserialized tokenizer gets it later, from the saved assets).
+    """
+    family = FAMILIES[backbone_class]
+    name = type(tokenizer).__name__
+    own = getattr(tokenizer, "backbone_cls", None)
+    try:
+        own = family_of(own) if isinstance(own, type) else None
+    except ValueError:  # a family keras_transfer does not support
+        own = None
+    tokenizer_class = backbone_class.replace("Backbone", "Tokenizer")
+    module = "keras_hub.models" if hasattr(keras_hub.models, tokenizer_class) else "kt"
+    fix = (
+        "Pass the tokenizer that comes with the backbone's preset "
+        "(`backbone, preprocessor = kt.load_backbone(preset)` gives the two "
+        f"together), for example {module}.{tokenizer_class}.from_preset(preset)"
+    )
+    if own is not None and not _packs_alike(own, family):
+        raise ValueError(
+            f"The tokenizer is a {name}, of the {own.name} family, but "
+            f"backbone_class={backbone_class!r} packs texts the {family.name} "
+            f"way, with other special tokens. {fix}, or "
+            f"backbone_class={own.backbone_class!r} if the backbone is of the "
+            f"{own.name} family."
+        )
+    try:
+        tokenizer.vocabulary_size()
+    except ValueError:  # no vocabulary yet
+        return
+    # Decoders may lack a start token (Qwen has none); encoders need theirs.
+    needed = (family.sep,) if family.decoder else (family.start, family.sep, family.end)
+    needed = [a for a in needed if a]
+    missing = [a for a in needed if getattr(tokenizer, a, None) is None]
+    if missing:
+        raise ValueError(
+            f"The tokenizer ({name}) has no {' or '.join(missing)}, which the "
+            f"{family.name} family (backbone_class={backbone_class!r}) packs "
+            f"every text with. {fix}."
+        )
 
 
 def _valid_unicode(text):
@@ -127,7 +228,14 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
             included. Batches are padded to their longest member, never
             beyond this. Defaults to `512`.
         truncation: `"head"`, `"tail"` or `"head+tail"`: which part of a
-            text longer than `sequence_length` to keep. Defaults to `"head"`.
+            text longer than `sequence_length` to keep. `"head+tail"` keeps
+            a quarter of the text's budget from the beginning (at least one
+            token once the budget is 2) and the rest from the end. Defaults
+            to `"head"`.
+
+    The tokenizer must have the special tokens the family packs with (a
+    `ValueError` says which are missing), and `sequence_length` must hold
+    them: a RoBERTa-style pair `<s> a </s></s> b </s>` needs at least 4.
 
     Example:
     ```python
@@ -155,6 +263,7 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
                 f"Received: sequence_length={sequence_length!r}"
             )
         _check_truncation(truncation)
+        _check_tokenizer(tokenizer, backbone_class)
         self.tokenizer = tokenizer
         self.backbone_class = backbone_class
         self.sequence_length = sequence_length
@@ -216,6 +325,40 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
         token_id = getattr(self.tokenizer, attribute, None) if attribute else None
         return [] if token_id is None else [int(token_id)]
 
+    def _specials(self, pairs):
+        """`(start, middle, sep, end)` id lists of the single or pair packing."""
+        family = self.family
+        middle = self._special(family.sep) * family.pair_sep_repeat if pairs else []
+        return (
+            self._special(family.start),
+            middle,
+            self._special(family.sep),
+            self._special(family.end),
+        )
+
+    def min_sequence_length(self, pairs=False):
+        """How many special tokens pack a text (or a text pair): the
+        smallest `sequence_length` that can hold one."""
+        return sum(len(ids) for ids in self._specials(pairs))
+
+    def _check_room(self, pairs):
+        """Raises if `sequence_length` cannot hold the packing's special tokens."""
+        need = self.min_sequence_length(pairs)
+        if self.sequence_length >= need:
+            return
+        start, middle, sep, end = self._specials(pairs)
+        token = self.tokenizer.id_to_token
+        words = [token(i) for i in start] + ["a"] + [token(i) for i in middle]
+        words += (["b"] if pairs else []) + [token(i) for i in sep + end]
+        kind, room = ("text pair", "some of each text") if pairs else ("text", "any of it")
+        raise ValueError(
+            f"sequence_length={self.sequence_length} cannot hold a {kind} for "
+            f"the {self.family.name} family: its packing `{' '.join(words)}` "
+            f"has {need} special tokens. Give a sequence_length of at least "
+            f"{need} ({need + (2 if pairs else 1)} or more to keep {room}), "
+            "for example `from_preset(preset, sequence_length=128)`."
+        )
+
     def tokenize(self, texts):
         """Packs each text (or text pair) into an unpadded id array.
 
@@ -228,19 +371,22 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
                 "Received an empty list of texts: there is nothing to "
                 "tokenize. Give at least one string."
             )
+        _check_tokenizer(self.tokenizer, self.backbone_class)
         pairs = any(isinstance(t, (tuple, list)) for t in texts)
         if pairs and not all(isinstance(t, (tuple, list)) for t in texts):
             raise ValueError(
                 "Mixed single texts and text pairs in one batch. Give every "
                 "example as a string, or every example as (text_a, text_b)."
             )
-        start = self._special(self.family.start)
-        sep = self._special(self.family.sep)
-        # A token after the last separator (XLNet's `<cls>`), in its own segment.
-        end = self._special(self.family.end)
+        self._check_room(pairs)
+        # `end`: a token after the last separator (XLNet's `<cls>`), in its
+        # own segment; `middle`: the separators between the texts of a pair.
+        start, middle, sep, end = self._specials(pairs)
         end_segments = np.full(len(end), self.family.end_segment_id, "int32")
+        # What the texts may fill: never below 0, so nothing packs longer
+        # than `sequence_length`.
+        budget = max(self.sequence_length - self.min_sequence_length(pairs), 0)
         if not pairs:
-            budget = self.sequence_length - len(start) - len(sep) - len(end)
             packed = []
             for ids in self.token_ids(texts):
                 ids = truncate(ids, budget, self.truncation)
@@ -250,8 +396,6 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
             return packed
         first = self.token_ids([a for a, _ in texts])
         second = self.token_ids([b for _, b in texts])
-        middle = sep * self.family.pair_sep_repeat
-        budget = self.sequence_length - len(start) - len(middle) - len(sep) - len(end)
         packed = []
         for a, b in zip(first, second):
             # Longest first: trim the longer text until both fit.

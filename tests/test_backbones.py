@@ -8,7 +8,18 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-from helpers import BERT_VOCAB, MAX_SEQUENCE_LENGTH, raises, requires_grad, write_hf_tokenizer_json
+from family_models import make_tokenizer, train_sentencepiece
+from helpers import (
+    BERT_VOCAB,
+    HIDDEN_DIM,
+    MAX_SEQUENCE_LENGTH,
+    NUM_LAYERS,
+    hf_bert_weights,
+    raises,
+    requires_grad,
+    write_hf_tokenizer_json,
+)
+from safetensors.numpy import load_file, save_file
 
 import keras_transfer as kt
 
@@ -131,6 +142,229 @@ def test_hf_sentence_transformers_pooling_becomes_the_default(hf_bert_dir):
 def test_hf_directory_without_pooling_uses_the_family_default(hf_bert_checkpoint):
     model = kt.TextClassifier.from_preset(hf_bert_checkpoint[0], num_classes=2)
     assert model.pooling == "cls"
+
+
+def write_hf_roberta_dir(path, prefix="roberta.", seed=0):
+    """A HuggingFace-format RoBERTa checkpoint with random weights.
+
+    The tensors are `RobertaModel`'s, stored under `prefix` (`"roberta."`
+    as the task classes save them, `""` as `RobertaModel` does), with a
+    non-zero token type embedding as a fine-tuned checkpoint may have.
+    Returns the weights, without the prefix.
+    """
+    tokenizer = make_tokenizer("roberta")
+    weights = hf_bert_weights(tokenizer.vocabulary_size(), seed)
+    del weights["pooler.dense.weight"], weights["pooler.dense.bias"]
+    rng = np.random.default_rng(seed + 1)
+    # HF RoBERTa's positions start at 2 (padding_idx + 1); one token type.
+    weights["embeddings.position_embeddings.weight"] = (
+        0.2 * rng.standard_normal((MAX_SEQUENCE_LENGTH + 2, HIDDEN_DIM))
+    ).astype("float32")
+    weights["embeddings.token_type_embeddings.weight"] = (
+        0.5 * rng.standard_normal((1, HIDDEN_DIM))
+    ).astype("float32")
+    config = {
+        "architectures": ["RobertaModel" if not prefix else "RobertaForMaskedLM"],
+        "model_type": "roberta",
+        "vocab_size": tokenizer.vocabulary_size(),
+        "hidden_size": HIDDEN_DIM,
+        "num_hidden_layers": NUM_LAYERS,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": MAX_SEQUENCE_LENGTH + 2,
+        "type_vocab_size": 1,
+        "layer_norm_eps": 1e-5,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.start_token_id,
+        "eos_token_id": tokenizer.end_token_id,
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config, indent=2))
+    (path / "vocab.json").write_text(json.dumps(dict(tokenizer.vocabulary)))
+    (path / "merges.txt").write_text("#version: 0.2\n" + "\n".join(tokenizer.merges) + "\n")
+    save_file({prefix + name: value for name, value in weights.items()}, str(path / "model.safetensors"))
+    return weights
+
+
+LLAMA_CONFIG = {
+    "architectures": ["LlamaModel"],
+    "model_type": "llama",
+    "vocab_size": 80,
+    "hidden_size": HIDDEN_DIM,
+    "intermediate_size": 32,
+    "num_hidden_layers": NUM_LAYERS,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "max_position_embeddings": MAX_SEQUENCE_LENGTH,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": False,
+}
+
+
+def write_weights(path, weights, sharded=False):
+    """`model.safetensors`, or one shard and the index a sharded save writes."""
+    if not sharded:
+        save_file(weights, str(path / "model.safetensors"))
+        return
+    shard = "model-00001-of-00001.safetensors"
+    save_file(weights, str(path / shard))
+    index = {"metadata": {}, "weight_map": {name: shard for name in weights}}
+    (path / "model.safetensors.index.json").write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+@pytest.mark.parametrize("prefix", ["roberta.", ""])
+def test_hf_roberta_checkpoint_with_or_without_the_prefix(tmp_path, prefix, sharded):
+    # A base RobertaModel saves `embeddings.…` where KerasHub reads `roberta.embeddings.…`.
+    weights = write_hf_roberta_dir(tmp_path, prefix=prefix)
+    if sharded:
+        stored = load_file(str(tmp_path / "model.safetensors"))
+        (tmp_path / "model.safetensors").unlink()
+        write_weights(tmp_path, stored, sharded=True)
+    backbone, preprocessor = kt.load_backbone(tmp_path)
+    assert isinstance(backbone, keras_hub.models.RobertaBackbone)
+    assert isinstance(preprocessor.tokenizer, keras_hub.models.RobertaTokenizer)
+    np.testing.assert_array_equal(
+        backbone.token_embedding.embeddings.numpy(), weights["embeddings.word_embeddings.weight"]
+    )
+    query = backbone.get_layer("transformer_layer_1")._self_attention_layer.query_dense
+    np.testing.assert_allclose(
+        query.kernel.numpy().reshape(HIDDEN_DIM, HIDDEN_DIM),
+        weights["encoder.layer.1.attention.self.query.weight"].T,
+    )
+    backbone(preprocessor(["good film", "a great movie"]))
+
+
+def test_hf_roberta_token_type_embedding_is_folded_into_positions(tmp_path):
+    # HF's RobertaModel adds token_type_embeddings[0] to every token; KerasHub
+    # drops the table, so outputs differed wherever it is not zero.
+    weights = write_hf_roberta_dir(tmp_path)
+    backbone, _ = kt.load_backbone(tmp_path)
+    positions = weights["embeddings.position_embeddings.weight"][2:]
+    token_type = weights["embeddings.token_type_embeddings.weight"][0]
+    assert np.abs(token_type).max() > 0.1
+    np.testing.assert_allclose(
+        backbone.embeddings.position_embedding.position_embeddings.numpy(), positions + token_type, atol=1e-6
+    )
+    # load_weights=False builds random weights: nothing to fold.
+    random, _ = kt.load_backbone(tmp_path, load_weights=False)
+    assert not np.allclose(random.embeddings.position_embedding.position_embeddings.numpy(), positions + token_type)
+
+
+def _hf_base_model_dir(transformers, family, path):
+    """A base (headless) HF model of `family` saved with `save_pretrained`; its class."""
+    import torch
+
+    torch.manual_seed(0)
+    if family == "roberta":
+        write_hf_roberta_dir(path, prefix="")
+        return transformers.RobertaModel
+    path.mkdir(parents=True)
+    if family == "distil_bert":
+        (path / "vocab.txt").write_text("\n".join(BERT_VOCAB) + "\n")
+        (path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+        config = transformers.DistilBertConfig(
+            vocab_size=len(BERT_VOCAB), dim=HIDDEN_DIM, n_layers=NUM_LAYERS, n_heads=2,
+            hidden_dim=32, max_position_embeddings=MAX_SEQUENCE_LENGTH, pad_token_id=0,
+        )
+        transformers.DistilBertModel(config).save_pretrained(path)
+        return transformers.DistilBertModel
+    proto = train_sentencepiece(
+        pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, control_symbols=["[CLS]", "[SEP]", "[MASK]"]
+    )
+    (path / "spiece.model").write_bytes(proto)
+    config = transformers.AlbertConfig(
+        vocab_size=make_tokenizer("albert").vocabulary_size(), embedding_size=8,
+        hidden_size=HIDDEN_DIM, num_hidden_layers=NUM_LAYERS, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=MAX_SEQUENCE_LENGTH, pad_token_id=0,
+    )
+    transformers.AlbertModel(config).save_pretrained(path)
+    return transformers.AlbertModel
+
+
+@pytest.mark.parametrize("family", ["roberta", "distil_bert", "albert"])
+def test_hf_base_model_checkpoint_matches_transformers(tmp_path, family):
+    transformers = pytest.importorskip("transformers", reason="comparing with HF models needs transformers")
+    import torch
+
+    model_class = _hf_base_model_dir(transformers, family, tmp_path / family)
+    backbone, preprocessor = kt.load_backbone(tmp_path / family, sequence_length=32)
+    batch = preprocessor(["good film", "a great movie , really great", "bad plot"])
+    outputs = backbone(batch)
+    ours = keras.ops.convert_to_numpy(outputs["sequence_output"] if isinstance(outputs, dict) else outputs)
+    hf = model_class.from_pretrained(tmp_path / family).eval()
+    inputs = {
+        "input_ids": torch.tensor(batch["token_ids"]).long(),
+        "attention_mask": torch.tensor(batch["padding_mask"]).long(),
+    }
+    if "segment_ids" in batch:
+        inputs["token_type_ids"] = torch.tensor(batch["segment_ids"]).long()
+    with torch.no_grad():
+        theirs = hf(**inputs).last_hidden_state.numpy()
+    mask = batch["padding_mask"]
+    np.testing.assert_allclose(ours[mask], theirs[mask], atol=1e-4)
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+@pytest.mark.parametrize(
+    "stored, missing, fragments",
+    [
+        # Saved from LlamaModel: no `model.` prefix.
+        ({"embed_tokens.weight"}, "model.embed_tokens.weight",
+         ("lack the `model.` prefix", "base model (LlamaModel)", "LlamaForCausalLM.from_pretrained(path).save_pretrained(path)")),
+        # Prefixed, but no output layer and untied embeddings.
+        ({"model.embed_tokens.weight"}, "lm_head.weight",
+         ("no output layer", "tie_word_embeddings is false", "LlamaForCausalLM")),
+    ],
+)
+def test_hf_checkpoint_saved_from_a_base_model_is_a_clear_error(tmp_path, stored, missing, fragments, sharded):
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA_CONFIG))
+    write_weights(tmp_path, {name: np.zeros((80, HIDDEN_DIM), "float32") for name in stored}, sharded)
+    with raises(
+        ValueError,
+        f"Cannot convert the HuggingFace checkpoint {str(tmp_path)!r}",
+        f"it has no tensor {missing!r}",
+        "converter for model_type 'llama'",
+        *fragments,
+        "convert the weights by hand",
+    ):
+        kt.load_backbone(tmp_path)
+
+
+def test_hf_checkpoint_missing_a_tensor(hf_bert_dir):
+    weights = load_file(str(hf_bert_dir / "model.safetensors"))
+    del weights["encoder.layer.1.output.dense.weight"]
+    write_weights(hf_bert_dir, weights)
+    with raises(
+        ValueError,
+        "it has no tensor 'encoder.layer.1.output.dense.weight'",
+        "model_type 'bert'",
+        "incomplete",
+        "save or download the checkpoint again",
+    ):
+        kt.load_backbone(hf_bert_dir)
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.001])
+def test_hf_checkpoint_with_a_truncated_weights_file(hf_bert_dir, cut):
+    weights = hf_bert_dir / "model.safetensors"
+    content = weights.read_bytes()
+    weights.write_bytes(content[: int(len(content) * cut)])
+    with raises(ValueError, "Could not read the preset directory", "truncated or corrupted"):
+        kt.load_backbone(hf_bert_dir)
+
+
+@pytest.mark.parametrize("field", ["num_hidden_layers", "vocab_size", "intermediate_size"])
+def test_hf_config_missing_a_field(hf_bert_dir, field):
+    config = json.loads((hf_bert_dir / "config.json").read_text())
+    del config[field]
+    (hf_bert_dir / "config.json").write_text(json.dumps(config))
+    with raises(ValueError, "Could not convert the HuggingFace checkpoint", f"'{field}'", "config.json", "save_pretrained"):
+        kt.load_backbone(hf_bert_dir)
 
 
 # ------------------------------------------------------------ preset names

@@ -1,11 +1,14 @@
 """Tests for kt.TextPreprocessor (keras_transfer/preprocessing.py) and
 kt.TextBatches (keras_transfer/batching.py)."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
+from family_models import FAMILY_CLASSES, make_backbone, make_tokenizer
 from helpers import BERT_VOCAB, raises
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import keras_transfer as kt
@@ -113,6 +116,43 @@ def test_tuples_and_arrays_of_strings_are_accepted(bert, texts):
     assert batch["token_ids"].tolist() == [[CLS, *ids("good"), SEP], [CLS, *ids("bad"), SEP]]
 
 
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        (["good film", "bad plot"], ["fun", "boring"]),  # two columns of two
+        (["good film", "bad plot", "fun"], ["a", "the", "story"]),
+        (np.array(["good film", "bad plot"]), np.array(["fun", "boring"])),
+        (["good film"], np.array(["fun"])),
+        ([], []),
+    ],
+)
+def test_a_tuple_of_two_text_columns_is_read_as_pairs(bert, first, second):
+    # As TextPairClassifier reads it: (texts_a, texts_b), not a list of pairs.
+    _, preprocessor = bert
+    pairs = list(zip(list(first), list(second)))
+    assert kt.preprocessing.check_texts((first, second)) == pairs
+    if pairs:
+        for key, value in preprocessor((first, second)).items():
+            np.testing.assert_array_equal(value, preprocessor(pairs)[key])
+    batch = preprocessor((["good film", "bad plot"], ["fun", "boring"]))
+    assert real(batch, 0) == [CLS, *ids("good", "film"), SEP, *ids("fun"), SEP]
+    assert real(batch, 1) == [CLS, *ids("bad", "plot"), SEP, *ids("boring"), SEP]
+
+
+@pytest.mark.parametrize(
+    "texts, fragments",
+    [
+        ((["good", "bad", "fun"], ["a", "b"]), ("two text columns of different lengths (3 and 2)", "one text_b per text_a")),
+        ((["good"], []), ("different lengths (1 and 0)",)),
+        ((["good", None], ["a", "b"]), ("x[0][1]=None of type NoneType", "two text columns", "str(...)")),
+        ((["good", "bad"], np.array([1, 2])), ("x[1][0]=1 of type int",)),
+    ],
+)
+def test_bad_text_columns_are_refused(bert, texts, fragments):
+    with raises(ValueError, *fragments):
+        bert[1](texts)
+
+
 def test_empty_string_packs_to_special_tokens_only(bert, gpt2):
     assert bert[1]([""])["token_ids"].tolist() == [[CLS, SEP]]
     tokenizer = gpt2[1].tokenizer
@@ -136,13 +176,28 @@ def test_empty_string_packs_to_special_tokens_only(bert, gpt2):
         ("head+tail", 64, WORDS),
         ("head", 3, WORDS[:1]),
         ("tail", 3, WORDS[-1:]),
-        ("head+tail", 3, WORDS[-1:]),
+        ("head+tail", 3, WORDS[-1:]),  # budget 1: the last token
+        ("head+tail", 4, WORDS[:1] + WORDS[-1:]),  # budget 2: one head token at least
+        ("head+tail", 5, WORDS[:1] + WORDS[-2:]),  # budget 3
+        ("head+tail", 6, WORDS[:1] + WORDS[-3:]),  # budget 4: 4 // 4 = 1
     ],
 )
 def test_truncation_keeps_the_right_tokens(bert, truncation, sequence_length, expected):
     preprocessor = bert_preprocessor(bert, sequence_length=sequence_length, truncation=truncation)
     batch = preprocessor([" ".join(WORDS)])
     assert batch["token_ids"][0].tolist() == [CLS, *ids(*expected), SEP]
+
+
+@pytest.mark.parametrize(
+    "budget, head, tail",
+    [(-5, 0, 0), (-1, 0, 0), (0, 0, 0), (1, 0, 1), (2, 1, 1), (3, 1, 2), (7, 1, 6), (8, 2, 6), (10, 0, 0)],
+)
+def test_truncate_budgets(budget, head, tail):
+    ids = np.arange(10)
+    kept = kt.preprocessing.truncate(ids, budget, "head+tail").tolist()
+    assert kept == (list(range(head)) + list(range(10 - tail, 10)) if budget < 10 else ids.tolist())
+    for truncation in ("head", "tail"):
+        assert len(kt.preprocessing.truncate(ids, budget, truncation)) == min(max(budget, 0), 10)
 
 
 @pytest.mark.parametrize("truncation", ["head", "tail", "head+tail"])
@@ -218,6 +273,77 @@ def test_packing_invariants(bert, texts, sequence_length, truncation):
         assert n == min(whole, sequence_length)
 
 
+@functools.cache
+def family_tokenizer(family):
+    return make_tokenizer(family)
+
+
+def count_special_tokens(tokenizer, backbone_class, pairs):
+    """Packed length minus text length, with room to spare."""
+    preprocessor = kt.TextPreprocessor(tokenizer, backbone_class, sequence_length=64)
+    text = ("good film", "bad plot") if pairs else "good film"
+    parts = text if pairs else (text,)
+    packed = preprocessor.tokenize([text])[0][0]
+    return len(packed) - sum(len(preprocessor.token_ids([part])[0]) for part in parts)
+
+
+@pytest.mark.parametrize("family", FAMILY_CLASSES)
+@settings(max_examples=30, deadline=None)
+@given(
+    texts=st.lists(st.tuples(text_strategy, text_strategy), min_size=1, max_size=4),
+    pairs=st.booleans(),
+    sequence_length=st.integers(3, 24),
+    truncation=st.sampled_from(["head", "tail", "head+tail"]),
+)
+# Always tried: long texts at the smallest lengths, where budgets run out.
+@example(texts=[(" ".join(WORDS * 4), " ".join(WORDS * 4))], pairs=True, sequence_length=3, truncation="head")
+@example(texts=[(" ".join(WORDS * 4), " ".join(WORDS * 4))], pairs=True, sequence_length=4, truncation="head+tail")
+@example(texts=[(" ".join(WORDS * 4), "")], pairs=False, sequence_length=3, truncation="tail")
+def test_packed_length_never_exceeds_sequence_length(family, texts, pairs, sequence_length, truncation):
+    tokenizer, backbone_class = family_tokenizer(family), FAMILY_CLASSES[family]
+    texts = texts if pairs else [a for a, _ in texts]
+    specials = count_special_tokens(tokenizer, backbone_class, pairs)
+    preprocessor = kt.TextPreprocessor(tokenizer, backbone_class, sequence_length, truncation)
+    if sequence_length < specials:  # only pairs: every family's single text fits in 3
+        assert pairs
+        with raises(ValueError, f"sequence_length={sequence_length} cannot hold a text pair", f"at least {specials}"):
+            preprocessor(texts)
+        return
+    batch = preprocessor(texts)
+    lengths = batch["padding_mask"].sum(axis=1)
+    assert batch["token_ids"].shape[1] == lengths.max() <= sequence_length
+    for row, text in enumerate(texts):
+        parts = text if pairs else (text,)
+        whole = specials + sum(len(preprocessor.token_ids([part])[0]) for part in parts)
+        # Texts that fit are kept whole; longer ones fill sequence_length exactly.
+        assert lengths[row] == min(whole, sequence_length)
+
+
+@pytest.mark.parametrize("family", ["roberta", "xlm_roberta"])
+def test_roberta_style_pair_at_the_smallest_sequence_length(family):
+    # `<s> a </s></s> b </s>`: 4 special tokens. At 3 the text budget went
+    # negative and `ids[:-1]` kept the whole text, past the positions.
+    tokenizer = family_tokenizer(family)
+    long = " ".join(WORDS * 8)
+    preprocessor = kt.TextPreprocessor(tokenizer, FAMILY_CLASSES[family], sequence_length=3)
+    assert preprocessor([long])["token_ids"].shape == (1, 3)
+    with raises(
+        ValueError,
+        f"sequence_length=3 cannot hold a text pair for the {family} family",
+        "has 4 special tokens",
+        "at least 4 (6 or more to keep some of each text)",
+    ):
+        preprocessor([(long, long)])
+    backbone = make_backbone(family, tokenizer.vocabulary_size())
+    for sequence_length in (4, 5, 6):
+        preprocessor = kt.TextPreprocessor(tokenizer, FAMILY_CLASSES[family], sequence_length)
+        batch = preprocessor([(long, long), ("good", "")])
+        assert batch["token_ids"].shape == (2, sequence_length)
+        backbone(batch)  # positions fit
+    model = kt.TextPairClassifier(backbone, num_classes=2, preprocessor=preprocessor)
+    assert model.predict([(long, long)], verbose=0).shape == (1, 2)
+
+
 # ------------------------------------------------------------ fast WordPiece
 
 
@@ -272,8 +398,14 @@ def test_non_string_items_are_refused(bert, texts, position, shown):
 
 @pytest.mark.parametrize("pair", [("good",), ("a", "b", "c"), ("good", 3), [None, "bad"], ()])
 def test_bad_pairs_are_refused(bert, pair):
-    with raises(ValueError, "a text pair must be two strings"):
+    with raises(ValueError, "a text pair must be two strings", "list(zip(texts_a, texts_b))"):
         bert[1]([pair])
+
+
+def test_a_list_of_two_text_columns_says_how_to_pair_them(bert):
+    # A list (not a tuple) of two columns reads as a list of pairs.
+    with raises(ValueError, "`x[0]` is ['good', 'bad', 'fun']", "(texts_a, texts_b)", "list(zip(texts_a, texts_b))"):
+        bert[1]([["good", "bad", "fun"], ["a", "b", "c"]])
 
 
 @pytest.mark.parametrize(
@@ -299,6 +431,54 @@ def test_empty_batch_has_a_clear_error(bert):
 def test_unknown_backbone_class(bert, backbone_class):
     with raises(ValueError, "does not support backbones", "Supported families", "gpt2 (GPT2Backbone)"):
         kt.TextPreprocessor(bert[1].tokenizer, backbone_class)
+
+
+@pytest.mark.parametrize(
+    "tokenizer_family, backbone_class",
+    [
+        ("gpt2", "BertBackbone"),  # no [CLS] / [SEP]: would pack the bare text
+        ("bert", "QwenBackbone"),  # would end a Qwen text with [SEP]
+        ("qwen", "GPT2Backbone"),
+        ("roberta", "BertBackbone"),
+        ("bert", "RobertaBackbone"),
+    ],
+)
+def test_tokenizer_of_another_family_is_refused(tokenizer_family, backbone_class):
+    tokenizer = make_tokenizer(tokenizer_family)
+    own = FAMILY_CLASSES[tokenizer_family]
+    with raises(
+        ValueError,
+        f"The tokenizer is a {type(tokenizer).__name__}, of the {tokenizer_family} family",
+        f"backbone_class={backbone_class!r}",
+        "kt.load_backbone(preset)",
+        f"keras_hub.models.{backbone_class.replace('Backbone', 'Tokenizer')}.from_preset(preset)",
+        f"backbone_class={own!r}",
+    ):
+        kt.TextPreprocessor(tokenizer, backbone_class)
+
+
+def test_tokenizer_without_the_special_tokens_is_refused():
+    import keras_hub
+
+    plain = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=BERT_VOCAB, lowercase=True)
+    with raises(
+        ValueError,
+        "The tokenizer (WordPieceTokenizer) has no cls_token_id or sep_token_id",
+        "the bert family (backbone_class='BertBackbone')",
+        "keras_hub.models.BertTokenizer.from_preset(preset)",
+    ):
+        kt.TextPreprocessor(plain, "BertBackbone")
+
+
+@pytest.mark.parametrize(
+    "tokenizer_family, backbone_class",
+    [("bert", "DistilBertBackbone"), ("electra", "BertBackbone"), ("llama", "MistralBackbone"), ("roberta", "XLMRobertaBackbone")],
+)
+def test_tokenizer_of_a_family_that_packs_alike_is_accepted(tokenizer_family, backbone_class):
+    tokenizer = make_tokenizer(tokenizer_family)
+    mixed = kt.TextPreprocessor(tokenizer, backbone_class)([("good film", "bad")])
+    own = kt.TextPreprocessor(tokenizer, FAMILY_CLASSES[tokenizer_family])([("good film", "bad")])
+    np.testing.assert_array_equal(mixed["token_ids"], own["token_ids"])
 
 
 @pytest.mark.parametrize("sequence_length", [0, 2, -1, 2.5, "16", None])

@@ -803,3 +803,16 @@ def test_from_preset_arguments_given_to_a_constructor_are_refused_with_advice(be
         kt.TextClassifier(backbone, num_classes=2, preprocessor=preprocessor, freeze=True)
     with raises(TypeError, "'sequence_length'", "kt.load_backbone(preset, sequence_length=...)"):
         kt.TextRegressor(backbone, preprocessor=preprocessor, sequence_length=8)
+
+
+def test_two_text_columns_are_pairs_for_every_sentence_task(bert_preset):
+    firsts, seconds = ["good film", "bad plot", "fun"], ["fun", "boring", "great"]
+    pairs = list(zip(firsts, seconds))
+    for model in (pair_model(bert_preset), kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=32)):
+        np.testing.assert_allclose(
+            model.predict((firsts, seconds), verbose=0), model.predict(pairs, verbose=0), atol=1e-6
+        )
+        np.testing.assert_allclose(  # two examples: columns too, not two pairs
+            model.predict((firsts[:2], seconds[:2]), verbose=0), model.predict(pairs[:2], verbose=0), atol=1e-6
+        )
+        model.fit((firsts, seconds), [1, 0, 1], batch_size=3, epochs=1, verbose=0)

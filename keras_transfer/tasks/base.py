@@ -37,7 +37,7 @@ from keras_transfer.callbacks.learning_rate import LearningRateLogger
 from keras_transfer.callbacks.backup import BackupAndRestore
 from keras_transfer.callbacks.numerics import StopOnNaN
 from keras_transfer.datasets.readers import TextData
-from keras_transfer.preprocessing import check_texts
+from keras_transfer.preprocessing import check_texts, columns_as_pairs
 from keras_transfer.optimizers import default_optimizer
 from keras_transfer.schedules import WarmupLinearDecay
 
@@ -445,6 +445,7 @@ class Task(distributed.DataParallel, keras.Model):
                 "Pass token-id dictionaries, or attach one: "
                 "`model.preprocessor = preprocessor`."
             )
+        x = columns_as_pairs(x, name)  # (texts_a, texts_b): pairs, as the pair task reads them
         if y is not None:
             y = self._check_labels(y, name="y" if name == "x" else f"{name} labels")
             if len(y) != len(x):

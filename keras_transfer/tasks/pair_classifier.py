@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from keras_transfer.backbones import DEFAULT_SEQUENCE_LENGTH
+from keras_transfer.preprocessing import columns_as_pairs
 from keras_transfer.tasks.base import _is_text_data
 from keras_transfer.tasks.text_classifier import TextClassifier, task_from_preset
 
@@ -19,10 +20,6 @@ _PAIR_HELP = (
     "two parallel lists, or a TextData of pairs (for example "
     "kt.datasets.read_csv(path, text_column=('premise', 'hypothesis')))."
 )
-
-
-def _is_column(value):
-    return isinstance(value, (list, np.ndarray)) and not isinstance(value, str)
 
 
 def as_pairs(x, name="x"):
@@ -42,16 +39,7 @@ def as_pairs(x, name="x"):
         return x
     if isinstance(x, str):
         raise ValueError(f"`{name}` is a single string; a TextPairClassifier reads text pairs. {_PAIR_HELP}")
-    if isinstance(x, tuple) and len(x) == 2 and _is_column(x[0]) and _is_column(x[1]):
-        first, second = list(x[0]), list(x[1])
-        if all(isinstance(t, str) for t in first + second):
-            if len(first) != len(second):
-                raise ValueError(
-                    f"`{name}` is a tuple of two text columns of different "
-                    f"lengths ({len(first)} and {len(second)}). Give one "
-                    "text_b per text_a."
-                )
-            return list(zip(first, second))
+    x = columns_as_pairs(x, name)  # (texts_a, texts_b)
     if isinstance(x, np.ndarray) and x.dtype.kind in "USO":
         x = x.tolist()
     if isinstance(x, (list, tuple)):
