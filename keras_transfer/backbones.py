@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from keras_transfer import fused
 from keras_transfer.bert import BertBackbone, hf_intermediate_activation
 from keras_transfer.families import FAMILIES, family_of
-from keras_transfer.freezing import restore_frozen_state
+from keras_transfer.freezing import remember_frozen_layers, restore_frozen_layers, restore_frozen_state
 from keras_transfer.precision import resolve_dtype
 from keras_transfer.preprocessing import TextPreprocessor
 from keras_transfer.xlnet import convert_xlnet_checkpoint
@@ -415,8 +415,12 @@ def load_backbone(
         pooling = _sentence_transformers_pooling(path)
         if pooling is not None:
             backbone._kt_default_pooling = pooling
-    # A backbone saved while frozen comes back with trainable weights.
+    # A backbone saved while frozen comes back with trainable weights, and
+    # one saved partly frozen lists its frozen blocks in its config.
     restore_frozen_state(backbone)
+    if local and not hf_format and not xlnet_format:
+        restore_frozen_layers(backbone, config)
+    remember_frozen_layers(backbone)
     fused.fuse(backbone)  # torch's fused linear and attention kernels
     max_length = getattr(backbone, "max_sequence_length", None) or sequence_length
     preprocessor = TextPreprocessor(

@@ -14,6 +14,7 @@ with keras_transfer.
 
 import argparse
 import contextlib
+import io
 import os
 import sys
 import time
@@ -47,6 +48,34 @@ def _freeze_arg(value):
     return top
 
 
+def _positive_int(value):
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (1 or more), got {number}")
+    return number
+
+
+def _check_output(output):
+    """Refuses, before any training, a model path that `save` would refuse after it."""
+    if not output.endswith(".keras"):
+        raise SystemExit(
+            f"error: --output {output!r}: the model is saved as a `.keras` file "
+            "(which `keras-transfer predict` and `kt.load_model` read back). Give "
+            "a path ending in .keras, for example imdb-classifier.keras."
+        )
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise SystemExit(
+            f"error: --output {output!r}: the folder {folder!r} does not exist. "
+            "Create it first (mkdir -p) or choose another path."
+        )
+    if os.path.isdir(output):
+        raise SystemExit(f"error: --output {output!r} is a folder; give a file path ending in .keras.")
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="keras-transfer",
@@ -57,16 +86,22 @@ def _parser():
     fit = commands.add_parser("fit", help="train a text classifier on IMDB and evaluate it")
     fit.add_argument("--preset", help="KerasHub preset name, preset or HF directory (default: the offline MiniLM)")
     fit.add_argument("--data", help="the aclImdb/ folder or aclImdb tar.gz (default: the shipped 900+900 sample)")
-    fit.add_argument("--max-train", type=int, help="train on a class-balanced subset of this size")
-    fit.add_argument("--max-test", type=int, help="evaluate on a class-balanced subset of this size")
-    fit.add_argument("--epochs", type=int, default=20, help="epochs (default: 20; cheap on cached features)")
-    fit.add_argument("--batch-size", type=int, default=32, help="examples per step; under torchrun, over all processes (default: 32)")
-    fit.add_argument("--sequence-length", type=int, default=256)
-    fit.add_argument("--truncation", default="head", choices=["head", "tail", "head+tail"])
+    fit.add_argument("--max-train", type=_positive_int, help="train on a class-balanced subset of this size (default: all)")
+    fit.add_argument("--max-test", type=_positive_int, help="evaluate on a class-balanced subset of this size (default: all)")
+    fit.add_argument("--epochs", type=_positive_int, default=20, help="epochs (default: 20; cheap on cached features)")
+    fit.add_argument("--batch-size", type=_positive_int, default=32, help="examples per step; under torchrun, over all processes (default: 32)")
+    fit.add_argument(
+        "--sequence-length", type=_positive_int, default=256,
+        help="tokens per review, special tokens included; longer reviews are cut (default: 256)",
+    )
+    fit.add_argument(
+        "--truncation", default="head", choices=["head", "tail", "head+tail"],
+        help="which tokens of a long review to keep: its start, its end, or both (default: head)",
+    )
     fit.add_argument("--freeze", type=_freeze_arg, default=True, help="'all' (default), 'none', or N top blocks to train")
     fit.add_argument("--pooling", choices=["cls", "pooled", "mean", "max", "last"], help="default: the checkpoint's or family's")
     fit.add_argument("--learning-rate", type=float, help="peak learning rate (default: 3e-3 frozen, 5e-5 fine-tuning)")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=int, default=0, help="seed of the data sample, shuffling and head initialization (default: 0)")
     fit.add_argument("--output", default="imdb-classifier.keras", help="where to save the model")
 
     predict = commands.add_parser("predict", help="classify texts with a saved model")
@@ -80,6 +115,7 @@ def _parser():
 
 
 def _fit(args):
+    _check_output(args.output)  # before the minutes of training, not after them
     import keras_transfer as kt
 
     # Under torchrun every process trains its share of each batch (see
@@ -102,9 +138,9 @@ def _fit_and_report(args):
         train, test = kt.datasets.imdb(args.data, split=("train", "test"), seed=args.seed)
     else:
         train, test = kt.datasets.imdb_sample(split=("train", "test"), seed=args.seed)
-    if args.max_train:
+    if args.max_train is not None:
         train = kt.datasets.imdb(args.data, "train", max_examples=args.max_train, seed=args.seed) if args.data else train.take(args.max_train)
-    if args.max_test:
+    if args.max_test is not None:
         test = kt.datasets.imdb(args.data, "test", max_examples=args.max_test, seed=args.seed) if args.data else test.take(args.max_test)
     print(f"Train: {train}\nTest:  {test}")
 
@@ -181,10 +217,28 @@ def _presets(args):
         print(f"{name:<{width}}  {info['family']:<8} {params:>7}  {info['description']}")
 
 
+def _quiet_broken_pipe():
+    """Stops quietly when the reader of stdout has gone (`keras-transfer presets | head`).
+
+    Python's advice (docs of `signal`, "Note on SIGPIPE"): point stdout at
+    devnull, so that the flush at exit does not fail a second time, and
+    exit with 1.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # stdout is no file (captured, replaced): nothing left to flush
+    raise SystemExit(1)
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
         {"fit": _fit, "predict": _predict, "presets": _presets}[args.command](args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
+    except BrokenPipeError:
+        _quiet_broken_pipe()
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         raise SystemExit(f"error: {error}") from None
 

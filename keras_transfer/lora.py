@@ -17,6 +17,7 @@ layer; the head stays trainable. What this module adds:
 """
 
 import math
+import numbers
 
 import keras
 
@@ -24,11 +25,34 @@ from keras_transfer import freezing
 
 
 def _check_rank(rank):
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+    """`rank` as a Python int (a NumPy integer too), or a clear error."""
+    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1:
         raise ValueError(
             "Expected the LoRA `rank` to be a positive integer (usually 4 to "
             f"16). Received: rank={rank!r}"
         )
+    return int(rank)
+
+
+def _check_target_layer_names(target_layer_names):
+    """A list of layer names: one name alone is taken as a list of one."""
+    if target_layer_names is None:
+        return None
+    if isinstance(target_layer_names, str):
+        return [target_layer_names]
+    if not isinstance(target_layer_names, (list, tuple)) or not all(
+        isinstance(name, str) for name in target_layer_names
+    ):
+        raise ValueError(
+            "Expected `target_layer_names` to be a layer name or a list of layer "
+            f"names, such as ['query', 'value']. Received: target_layer_names={target_layer_names!r}"
+        )
+    if not target_layer_names:
+        raise ValueError(
+            "Expected at least one name in `target_layer_names`, or `None` for "
+            "the backbone's default LoRA targets."
+        )
+    return list(target_layer_names)
 
 
 def lora_layers(model):
@@ -46,15 +70,16 @@ def enable_lora(model, rank=8, target_layer_names=None):
     Args:
         model: a task model, or a model holding one KerasHub backbone.
         rank: rank of the adapters. Defaults to `8`.
-        target_layer_names: names of the layers to adapt. Defaults to
-            `None`: the backbone's own choice
+        target_layer_names: name, or list of names, of the layers to
+            adapt. Defaults to `None`: the backbone's own choice
             (`backbone.default_lora_layer_names()`, the attention's query and
             value projections).
 
     Returns:
         The backbone.
     """
-    _check_rank(rank)
+    rank = _check_rank(rank)
+    target_layer_names = _check_target_layer_names(target_layer_names)
     backbone = freezing._backbone_of(model)
     if backbone is model or not hasattr(backbone, "enable_lora"):
         raise ValueError(
@@ -69,7 +94,6 @@ def enable_lora(model, rank=8, target_layer_names=None):
             "Build the model again for another rank."
         )
     if target_layer_names is not None:
-        target_layer_names = [str(name) for name in target_layer_names]
         names = {layer.name for layer in backbone._flatten_layers(include_self=False)}
         missing = sorted(set(target_layer_names) - names)
         if missing:
@@ -116,19 +140,43 @@ def reseed_adapters(model):
 
 
 def describe(model):
-    """One line on the LoRA adapters of `model`, or `None` without LoRA."""
+    """One line on the LoRA adapters of `model`, or `None` without LoRA.
+
+    Says what trains as it is now, counted from the backbone's trainable
+    weights: the adapters (all, some or none of them, as the layers'
+    `trainable` flags left them), the biases of the adapted layers, and any
+    other backbone weights that train beside them.
+    """
     layers = lora_layers(model)
     if not layers:
         return None
-    adapters = sum(
-        math.prod(layer.lora_kernel_a.shape) + math.prod(layer.lora_kernel_b.shape) for layer in layers
-    )
-    biases = sum(
-        math.prod(layer.bias.shape) for layer in layers if getattr(layer, "bias", None) is not None and layer.bias.trainable
-    )
+    backbone = freezing._backbone_of(model)
+    trains = {id(variable) for variable in backbone.trainable_weights}
+
+    def size(variables, training_only=False):
+        return sum(math.prod(v.shape) for v in variables if not training_only or id(v) in trains)
+
+    adapter_weights = [w for layer in layers for w in (layer.lora_kernel_a, layer.lora_kernel_b)]
+    biases = [layer.bias for layer in layers if getattr(layer, "bias", None) is not None]
+    adapters, adapters_training = size(adapter_weights), size(adapter_weights, training_only=True)
+    biases_training = size(biases, training_only=True)
+    others_training = size(backbone.trainable_weights) - adapters_training - biases_training
     names = sorted({layer.name for layer in layers})
-    also = f" (and their {biases:,} bias parameters)" if biases else ""
-    return (
-        f"LoRA rank {layers[0].lora_rank} on {len(layers)} layers ({', '.join(names)}): "
-        f"{adapters:,} adapter parameters train{also}; the rest of the backbone is frozen"
+    head = f"LoRA rank {layers[0].lora_rank} on {len(layers)} layers ({', '.join(names)}): "
+    if not adapters_training and not biases_training and not others_training:
+        return head + f"{adapters:,} adapter parameters, frozen with the rest of the backbone (none of it trains)"
+    if adapters_training == adapters:
+        what = f"{adapters:,} adapter parameters train"
+    elif adapters_training:
+        what = f"{adapters_training:,} of {adapters:,} adapter parameters train"
+    else:
+        what = f"the {adapters:,} adapter parameters are frozen"
+    also = f" (and their {biases_training:,} bias parameters)" if biases_training and adapters_training else ""
+    if biases_training and not adapters_training:
+        also = f"; {biases_training:,} bias parameters of the adapted layers train"
+    rest = (
+        f"{others_training:,} other backbone parameters train too (unfrozen layers)"
+        if others_training
+        else "the rest of the backbone is frozen"
     )
+    return f"{head}{what}{also}; {rest}"

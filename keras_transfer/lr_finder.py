@@ -8,6 +8,7 @@ and every weight is restored from a snapshot.
 """
 
 import math
+import numbers
 
 import keras
 import numpy as np
@@ -88,8 +89,9 @@ class LRFinderResult:
         Returns:
             The `matplotlib.figure.Figure`.
         """
-        from keras_transfer.plotting import new_figure
+        from keras_transfer.plotting import check_path, new_figure
 
+        path = check_path(path)
         end = len(self.losses) - skip_end if skip_end else len(self.losses)
         rates, losses = self.learning_rates[skip_start:end], self.losses[skip_start:end]
         figure = new_figure(figsize=(6, 4), layout="constrained")
@@ -171,18 +173,44 @@ class _Sweep(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def _is_number(value):
+    """A real number, Python's or NumPy's (`np.float32(1.0)`), but not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _check(min_lr, max_lr, steps, smoothing, diverge):
+    """The arguments as Python numbers (NumPy's taken too), or a clear error."""
     for name, value in (("min_lr", min_lr), ("max_lr", max_lr)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        if not _is_number(value) or not value > 0:
             raise ValueError(f"Expected `{name}` to be a positive number. Received: {name}={value!r}")
     if not min_lr < max_lr:
         raise ValueError(f"Expected min_lr < max_lr. Received: min_lr={min_lr!r}, max_lr={max_lr!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 5:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 5:
         raise ValueError(f"Expected `steps` to be an integer of at least 5. Received: steps={steps!r}")
-    if not 0 <= smoothing < 1:
+    if not _is_number(smoothing) or not 0 <= smoothing < 1:
         raise ValueError(f"Expected `smoothing` in [0, 1). Received: smoothing={smoothing!r}")
-    if not diverge > 1:
+    if not _is_number(diverge) or not diverge > 1:
         raise ValueError(f"Expected `diverge` > 1 (a factor over the best loss). Received: diverge={diverge!r}")
+    return float(min_lr), float(max_lr), int(steps), float(smoothing), float(diverge)
+
+
+def _sweep_optimizer(original, schedule):
+    """A fresh, unbuilt copy of `original` with `schedule` as its rate.
+
+    Same class and settings; one update per step (no gradient
+    accumulation); the same variables kept out of weight decay (the
+    exclusions are not part of an optimizer's config: Keras keeps them in
+    `_exclude_from_weight_decay`, a set of variable keys, and
+    `_exclude_from_weight_decay_pattern`, a compiled pattern of names).
+    """
+    config = original.get_config()
+    config["learning_rate"] = schedule
+    config.pop("gradient_accumulation_steps", None)
+    sweep = type(original).from_config(config)
+    sweep._exclude_from_weight_decay = set(getattr(original, "_exclude_from_weight_decay", None) or ())
+    sweep._exclude_from_weight_decay_pattern = getattr(original, "_exclude_from_weight_decay_pattern", None)
+    sweep._exclude_from_weight_decay_cache = {}
+    return sweep
 
 
 def find_learning_rate(
@@ -225,21 +253,15 @@ def find_learning_rate(
         An `LRFinderResult` (`.learning_rates`, `.losses`, `.suggestion`,
         `.plot()`).
     """
-    _check(min_lr, max_lr, steps, smoothing, diverge)
+    min_lr, max_lr, steps, smoothing, diverge = _check(min_lr, max_lr, steps, smoothing, diverge)
     if getattr(model, "optimizer", None) is None:
         model.compile()
     saved_compile = dict(model._compile_config.config)
     saved_compiled_with = dict(model._compiled_with)
     snapshot = [np.array(v.numpy(), copy=True) for v in model.weights]
     original = model.optimizer
-    sweep_config = original.get_config()
     schedule = ExponentialSweep(min_lr, max_lr, steps)
-    sweep_config["learning_rate"] = schedule
-    sweep_config.pop("gradient_accumulation_steps", None)  # one update per step
-    sweep_optimizer = type(original).from_config(sweep_config)
-    exclude = getattr(original, "_exclude_from_weight_decay_names", None)
-    if exclude:
-        sweep_optimizer.exclude_from_weight_decay(var_names=list(exclude))
+    sweep_optimizer = _sweep_optimizer(original, schedule)
     callback = _Sweep(schedule, steps, diverge, smoothing)
     try:
         keras.Model.compile(model, optimizer=sweep_optimizer, loss=saved_compiled_with["loss"], metrics=[])

@@ -13,6 +13,8 @@ trainable after it was built (gradual unfreezing), keeping the state it
 has for the others.
 """
 
+import numbers
+
 import keras
 
 from keras_transfer import freezing
@@ -23,11 +25,29 @@ except ImportError:  # pragma: no cover - other backends
     _TorchAdam = None
 
 
+def _is_number(value):
+    """A real number, Python's or NumPy's (`np.float32(0.8)`), but not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _check_rate(name, value, allow_none=True):
+    """`value` as a Python float (`None` stays `None` where allowed)."""
     if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        return None
+    if not _is_number(value) or not value > 0:
         raise ValueError(f"Expected `{name}` to be a positive number. Received: {name}={value!r}")
+    return float(value)
+
+
+def _check_weight_decay(weight_decay):
+    """`weight_decay` as a Python float, refused unless a number >= 0."""
+    if not _is_number(weight_decay) or not weight_decay >= 0:
+        raise ValueError(
+            "Expected `weight_decay` to be a number >= 0 (the decoupled AdamW "
+            "weight decay; 0 turns it off, 0.01 is BERT's). "
+            f"Received: weight_decay={weight_decay!r}"
+        )
+    return float(weight_decay)
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -72,7 +92,9 @@ class LayerwiseAdamW(keras.optimizers.AdamW):
         weight_decay=0.004,
         **kwargs,
     ):
-        super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, **kwargs)
+        if _is_number(learning_rate):
+            learning_rate = float(learning_rate)  # a NumPy number too, as a plain float in the config
+        super().__init__(learning_rate=learning_rate, weight_decay=_check_weight_decay(weight_decay), **kwargs)
         multipliers = dict(multipliers or {})
         for path, value in multipliers.items():
             if not isinstance(path, str):
@@ -80,14 +102,13 @@ class LayerwiseAdamW(keras.optimizers.AdamW):
                     "`multipliers` must map variable paths (strings such as "
                     f"'logits/kernel') to numbers. Received the key {path!r}."
                 )
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if not _is_number(value) or not value >= 0:
                 raise ValueError(
                     f"Expected a non-negative learning-rate multiplier for {path!r}. "
                     f"Received: {value!r}"
                 )
-        _check_rate("default_multiplier", default_multiplier, allow_none=False)
         self.multipliers = {path: float(value) for path, value in multipliers.items()}
-        self.default_multiplier = float(default_multiplier)
+        self.default_multiplier = _check_rate("default_multiplier", default_multiplier, allow_none=False)
 
     def multiplier(self, variable):
         """The learning-rate multiplier of `variable` (looked up by path)."""
@@ -192,11 +213,9 @@ def layerwise_multipliers(model, learning_rate=1.0, backbone_learning_rate=None,
     #  'transformer_layer_0/…/kernel': 0.25, 'token_embedding/embeddings': 0.125}
     ```
     """
-    _check_rate("learning_rate", learning_rate, allow_none=False)
-    _check_rate("backbone_learning_rate", backbone_learning_rate)
-    if layer_decay is not None and (
-        isinstance(layer_decay, bool) or not isinstance(layer_decay, (int, float)) or not 0 < layer_decay <= 1
-    ):
+    learning_rate = _check_rate("learning_rate", learning_rate, allow_none=False)
+    backbone_learning_rate = _check_rate("backbone_learning_rate", backbone_learning_rate)
+    if layer_decay is not None and (not _is_number(layer_decay) or not 0 < layer_decay <= 1):
         raise ValueError(
             "Expected `layer_decay` in (0, 1]: the factor between one block's "
             f"learning rate and the block below. Received: layer_decay={layer_decay!r}"
@@ -323,11 +342,11 @@ def default_optimizer(
     `learning_rate` is the head's rate (a float or a schedule, whose peak
     is the head's peak); `backbone_learning_rate` and `layer_decay` are
     as in `layerwise_multipliers` (a float `backbone_learning_rate` is
-    turned into a ratio to the peak).
+    turned into a ratio to the peak). NumPy numbers are taken as Python's.
     """
     if gradient_accumulation_steps is not None and (
         isinstance(gradient_accumulation_steps, bool)
-        or not isinstance(gradient_accumulation_steps, int)
+        or not isinstance(gradient_accumulation_steps, numbers.Integral)
         or gradient_accumulation_steps < 1
     ):
         raise ValueError(
@@ -335,16 +354,22 @@ def default_optimizer(
             "(the number of batches whose gradients are averaged per update). "
             f"Received: gradient_accumulation_steps={gradient_accumulation_steps!r}"
         )
+    if gradient_accumulation_steps is not None:
+        gradient_accumulation_steps = int(gradient_accumulation_steps)  # np.int64(2) -> 2, for the config
     if gradient_accumulation_steps == 1:
         gradient_accumulation_steps = None
+    weight_decay = _check_weight_decay(weight_decay)
+    if _is_number(learning_rate):
+        learning_rate = float(learning_rate)
     if backbone_learning_rate is None and layer_decay is None:
         return keras.optimizers.AdamW(
             learning_rate=learning_rate,
             weight_decay=weight_decay,
             gradient_accumulation_steps=gradient_accumulation_steps,
         )
-    peak = getattr(learning_rate, "peak_learning_rate", learning_rate)
-    _check_rate("learning_rate", peak, allow_none=False)
+    # The peak of a schedule: WarmupLinearDecay's, OneCycle's or SlantedTriangular's.
+    peak = getattr(learning_rate, "peak_learning_rate", getattr(learning_rate, "max_learning_rate", learning_rate))
+    peak = _check_rate("learning_rate", peak, allow_none=False)
     multipliers = layerwise_multipliers(
         model,
         learning_rate=peak,

@@ -1,6 +1,7 @@
 """Training curves from a Keras `History`, and figures that show themselves."""
 
 import io
+import os
 
 import numpy as np
 
@@ -20,6 +21,30 @@ def new_figure(**kwargs):
             return buffer.getvalue()
 
     return NotebookFigure(**kwargs)
+
+
+def check_path(path):
+    """`path` as a string, once its folder is known to exist (else a clear error).
+
+    Checked before anything is drawn, so a typo in the folder costs no
+    plotting and gives no deep matplotlib/PIL stack trace.
+    """
+    if path is None:
+        return None
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(
+            f"Expected `path` to be a file path (a string or a pathlib.Path). Received: path={path!r}"
+        )
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"Cannot save the figure to {path!r}: the folder {folder!r} does not exist. "
+            "Create it first (`os.makedirs(folder, exist_ok=True)`) or choose another path."
+        )
+    if os.path.isdir(path):
+        raise ValueError(f"Cannot save the figure to {path!r}: it is a folder. Give a file name, such as 'curves.png'.")
+    return path
 
 
 def _as_dict(history):
@@ -49,8 +74,9 @@ def plot_history(history, path=None, metrics=None):
             `.history` dictionary.
         path: also save the figure to this file (PNG, SVG, PDF…). Defaults
             to `None`.
-        metrics: names of the quantities to draw. Defaults to `None`:
-            every logged one except `stage` and bookkeeping logs.
+        metrics: name, or list of names, of the quantities to draw.
+            Defaults to `None`: every logged one except `stage` and
+            bookkeeping logs.
 
     Returns:
         The `matplotlib.figure.Figure`.
@@ -64,10 +90,23 @@ def plot_history(history, path=None, metrics=None):
     logs = _as_dict(history)
     if not logs or not any(len(v) for v in logs.values()):
         raise ValueError("The history is empty: train for at least one epoch before plotting it.")
+    path = check_path(path)
     ignored = {"stage", "unfrozen_blocks", "epoch"}
     names = [k for k in logs if not k.startswith("val_") and k not in ignored and k != "learning_rate"]
     names.sort(key=lambda name: name != "loss")  # the loss first, then the metrics as logged
     if metrics is not None:
+        if isinstance(metrics, str):
+            metrics = [metrics]  # one name, not its characters
+        if not isinstance(metrics, (list, tuple)) or not all(isinstance(m, str) for m in metrics):
+            raise ValueError(
+                "Expected `metrics` to be a name or a list of names of logged "
+                f"quantities, such as ['loss']. Received: metrics={metrics!r}"
+            )
+        if not metrics:
+            raise ValueError(
+                "Expected at least one name in `metrics` (or `metrics=None` for "
+                f"every logged quantity). The history has {sorted(logs)}."
+            )
         unknown = [m for m in metrics if m not in logs]
         if unknown:
             raise ValueError(f"No logs named {unknown} in the history; it has {sorted(logs)}.")

@@ -7,9 +7,20 @@ optimizer as its `learning_rate`; it saves and reloads with the model.
 """
 
 import math
+import numbers
 
 import keras
 from keras import ops
+
+
+def _is_number(value):
+    """A real number, Python's or NumPy's (`np.float32(1e-3)`), but not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_integer(value):
+    """An integer, Python's or NumPy's (`np.int64(10)`), but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -52,14 +63,26 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         warmup_share=None,
         steps_per_update=1,
     ):
-        if not isinstance(peak_learning_rate, (int, float)) or not peak_learning_rate > 0:
+        if isinstance(peak_learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+            # `compile(learning_rate=schedule)` lands here: compile's
+            # `learning_rate` is the peak of this, its default schedule.
             raise ValueError(
-                "Expected `peak_learning_rate` to be positive. "
+                "Expected `learning_rate` of `compile()` to be a number: the peak "
+                "of its default schedule (linear warmup, then linear decay; the "
+                "`peak_learning_rate` of WarmupLinearDecay). Received a schedule: "
+                f"{type(peak_learning_rate).__name__}. To train with your own "
+                "schedule, give it to your own optimizer: `model.compile("
+                "optimizer=keras.optimizers.AdamW(learning_rate=schedule))`."
+            )
+        if not _is_number(peak_learning_rate) or not peak_learning_rate > 0:
+            raise ValueError(
+                "Expected `peak_learning_rate` to be positive (a number: "
+                "`compile()` passes its `learning_rate` here). "
                 f"Received: peak_learning_rate={peak_learning_rate!r}"
             )
         if (
-            not isinstance(total_steps, int)
-            or not isinstance(warmup_steps, int)
+            not _is_integer(total_steps)
+            or not _is_integer(warmup_steps)
             or not total_steps >= 1
             or not 0 <= warmup_steps <= total_steps
         ):
@@ -141,12 +164,12 @@ def _torch_step(step):
 
 
 def _check_schedule_args(name, max_learning_rate, total_steps):
-    if isinstance(max_learning_rate, bool) or not isinstance(max_learning_rate, (int, float)) or not max_learning_rate > 0:
+    if not _is_number(max_learning_rate) or not max_learning_rate > 0:
         raise ValueError(
             f"Expected `max_learning_rate` of {name} to be a positive number. "
             f"Received: max_learning_rate={max_learning_rate!r}"
         )
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+    if not _is_integer(total_steps) or total_steps < 1:
         raise ValueError(
             f"Expected `total_steps` of {name} to be a positive integer (the "
             f"number of optimizer steps it spans). Received: total_steps={total_steps!r}"
@@ -192,13 +215,13 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         start_step=0,
     ):
         _check_schedule_args("OneCycle", max_learning_rate, total_steps)
-        if not isinstance(pct_start, (int, float)) or not 0 < pct_start < 1:
+        if not _is_number(pct_start) or not 0 < pct_start < 1:
             raise ValueError(
                 "Expected `pct_start` (the share of steps spent rising) in (0, 1). "
                 f"Received: pct_start={pct_start!r}"
             )
         for name, value in (("div_factor", div_factor), ("final_div_factor", final_div_factor)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1:
+            if not _is_number(value) or not value >= 1:
                 raise ValueError(f"Expected `{name}` to be a number >= 1. Received: {name}={value!r}")
         self.max_learning_rate = float(max_learning_rate)
         self.total_steps = int(total_steps)
@@ -261,12 +284,12 @@ class SlantedTriangular(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, max_learning_rate, total_steps, cut_frac=0.1, ratio=32, start_step=0):
         _check_schedule_args("SlantedTriangular", max_learning_rate, total_steps)
-        if not isinstance(cut_frac, (int, float)) or not 0 < cut_frac < 1:
+        if not _is_number(cut_frac) or not 0 < cut_frac < 1:
             raise ValueError(
                 "Expected `cut_frac` (the share of steps spent rising) in (0, 1). "
                 f"Received: cut_frac={cut_frac!r}"
             )
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio >= 1:
+        if not _is_number(ratio) or not ratio >= 1:
             raise ValueError(f"Expected `ratio` to be a number >= 1. Received: ratio={ratio!r}")
         self.max_learning_rate = float(max_learning_rate)
         self.total_steps = int(total_steps)

@@ -1,6 +1,11 @@
 """The `keras-transfer` command, run in-process through `main(argv)`."""
 
+import os
+import subprocess
+import sys
+
 import pytest
+from helpers import raises
 
 from keras_transfer import cli
 
@@ -79,3 +84,57 @@ def test_predict_missing_model_file(tmp_path):
 def test_unknown_preset_suggests_a_name(tmp_path):
     with pytest.raises(SystemExit, match="Did you mean 'bert_base_en_uncased'"):
         cli.main(["fit", "--preset", "bert_base_en_uncasd", "--output", str(tmp_path / "m.keras")])
+
+
+@pytest.mark.parametrize(
+    "output, fragments",
+    [
+        ("missing/m.keras", ("--output", "does not exist", "missing")),
+        ("m.h5", ("--output", "m.h5'", "ending in .keras")),
+        ("m", ("--output", "ending in .keras")),
+    ],
+)
+def test_fit_checks_the_output_path_before_training(output, fragments, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "_fit_and_report", lambda args: pytest.fail("trained before checking --output"))
+    with raises(SystemExit, "error: ", *fragments):
+        cli.main(["fit", "--output", str(tmp_path / output)])
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("--epochs", "0"), ("--epochs", "-1"), ("--max-train", "0"), ("--max-test", "0"), ("--batch-size", "0"),
+     ("--sequence-length", "0"), ("--max-train", "ten")],
+)
+def test_fit_refuses_counts_below_one_before_training(option, value, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_fit_and_report", lambda args: pytest.fail(f"trained with {option} {value}"))
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["fit", option, value, "--output", str(tmp_path / "m.keras")])
+    assert raised.value.code == 2  # argparse's usage error
+    err = capsys.readouterr().err
+    assert f"argument {option}: expected a positive integer" in err and value in err
+
+
+def test_fit_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--help"])
+    out = capsys.readouterr().out
+    assert "tokens per review" in out and "which tokens of a long review to keep" in out
+    assert "seed of the data sample" in out
+    parser = cli._parser()
+    fit = parser._subparsers._group_actions[0].choices["fit"]
+    assert all(action.help for action in fit._actions), [a.dest for a in fit._actions if not a.help]
+
+
+def test_presets_into_a_closed_pipe_stops_quietly():
+    """`keras-transfer presets | head`: the reader leaves, no traceback follows."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        finished = subprocess.run(
+            [sys.executable, "-c", "from keras_transfer import cli; cli.main(['presets'])"],
+            stdout=write, stderr=subprocess.PIPE, text=True, timeout=300,
+        )
+    finally:
+        os.close(write)
+    assert finished.returncode == 1
+    assert "Traceback" not in finished.stderr and "BrokenPipeError" not in finished.stderr, finished.stderr

@@ -380,3 +380,14 @@ def test_state_functions_name_bad_arguments(loaded):
     for state in ({"bad": 1}, {"trainable": "yes", "frozen_layers": []}, [True]):
         with raises(ValueError, "what `kt.frozen_state(model)` returns"):
             kt.restore_frozen_state(backbone, state)
+
+
+def test_a_partly_frozen_backbone_keeps_its_blocks_through_a_preset(tmp_path, family, request):
+    backbone, preprocessor = kt.load_backbone(request.getfixturevalue(f"{family}_preset"))
+    kt.unfreeze(backbone, top=1)
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    preprocessor.tokenizer.save_to_preset(str(tmp_path / "preset"))
+    reloaded, _ = kt.load_backbone(str(tmp_path / "preset"))
+    assert trainable_layer_names(reloaded) == trainable_layer_names(backbone)
+    assert kt.count_params(reloaded) == kt.count_params(backbone)
+    assert kt.frozen_state(reloaded) == kt.frozen_state(backbone)

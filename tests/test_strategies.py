@@ -539,6 +539,9 @@ def test_fine_tune_without_validation_runs_every_epoch(bert_preset):
         ({"checkpoint": "best.h5"}, ("checkpoint", ".keras")),
         ({"cache_memory_limit": "1GB"}, ("cache_memory_limit", "number of bytes")),
         ({"cache_dir": "/nonexistent/kt-cache"}, ("cache_dir", "not an existing directory")),
+        ({"layer_decay": 5}, ("layer_decay", "(0, 1]")),
+        ({"learning_rate": -1}, ("learning_rate", "positive number")),
+        ({"head_learning_rate": "x"}, ("head_learning_rate", "positive number")),
     ],
 )
 def test_fine_tune_rejects_bad_arguments(untouched_model, kwargs, fragments):
@@ -601,3 +604,203 @@ def test_gradient_accumulation_matches_one_larger_batch(bert_preset):
     for path in head:
         assert not np.allclose(a[path], s[path])  # it did train
         np.testing.assert_allclose(a[path], b[path], atol=1e-6)
+
+
+# ------------------------------------------------ NumPy numbers and misuse
+
+
+def plain_numbers_only(config):
+    """Whether a config holds Python numbers only (no NumPy scalars), at any depth."""
+    if isinstance(config, dict):
+        return all(plain_numbers_only(value) for value in config.values())
+    if isinstance(config, (list, tuple)):
+        return all(plain_numbers_only(value) for value in config)
+    return not isinstance(config, np.generic)
+
+
+def test_schedules_take_numpy_numbers_as_python_numbers():
+    schedules = [
+        kt.schedules.OneCycle(np.float32(1e-3), total_steps=np.int64(10), pct_start=np.float64(0.3)),
+        kt.schedules.SlantedTriangular(np.float32(1e-3), total_steps=np.int32(10), ratio=np.int64(32)),
+        kt.schedules.WarmupLinearDecay(np.float32(1e-3), total_steps=np.int64(10), warmup_steps=np.int64(2)),
+    ]
+    for schedule in schedules:
+        config = schedule.get_config()
+        assert plain_numbers_only(config), config
+        assert config["total_steps"] == 10 and type(config["total_steps"]) is int
+    assert float(schedules[2](1)) == pytest.approx(1e-3)
+    for build in (lambda: kt.schedules.OneCycle(1e-3, total_steps=True), lambda: kt.schedules.OneCycle(True, 10)):
+        with raises(ValueError, "OneCycle"):
+            build()  # bools are still refused
+
+
+def test_compile_takes_numpy_numbers_and_keeps_python_numbers_in_the_config(bert_preset):
+    model = classifier(bert_preset, freeze=False, compile=False)
+    model.compile(
+        learning_rate=np.float32(1e-3),
+        layer_decay=np.float32(0.5),
+        weight_decay=np.float32(0.01),
+        gradient_accumulation_steps=np.int64(2),
+    )
+    optimizer = model.optimizer
+    assert isinstance(optimizer, LayerwiseAdamW)
+    assert optimizer.gradient_accumulation_steps == 2 and type(optimizer.gradient_accumulation_steps) is int
+    assert optimizer._learning_rate.peak_learning_rate == pytest.approx(1e-3)
+    assert optimizer.multipliers["token_embedding/embeddings"] == pytest.approx(0.5**3)
+    assert plain_numbers_only(keras.optimizers.serialize(optimizer))
+    model.compile(learning_rate=np.float64(1e-3), gradient_accumulation_steps=np.int32(1))  # plain AdamW
+    assert model.optimizer.gradient_accumulation_steps is None
+    optimizer = LayerwiseAdamW(
+        np.float32(1e-3), multipliers={"logits/kernel": np.float32(0.5)}, default_multiplier=np.float64(1.0),
+        weight_decay=np.float32(0.01),
+    )
+    assert optimizer.multipliers == {"logits/kernel": 0.5}
+    assert plain_numbers_only(optimizer.get_config())
+    with raises(ValueError, "non-negative", "logits/kernel"):
+        LayerwiseAdamW(1e-3, multipliers={"logits/kernel": True})  # bools are still refused
+
+
+@pytest.mark.parametrize("schedule", [kt.schedules.OneCycle(1e-3, 10), kt.schedules.SlantedTriangular(1e-3, 10)])
+@pytest.mark.parametrize("kwargs", [{}, {"layer_decay": 0.8}])
+def test_compile_explains_where_a_schedule_goes(untouched_model, schedule, kwargs):
+    with raises(
+        ValueError, "`learning_rate` of `compile()` to be a number", type(schedule).__name__,
+        "optimizer=keras.optimizers.AdamW(learning_rate=schedule)",
+    ):
+        untouched_model.compile(learning_rate=schedule, **kwargs)
+
+
+@pytest.mark.parametrize("weight_decay", [-1, -0.01, "0.01", None, True, float("nan")])
+def test_compile_refuses_a_weight_decay_that_is_not_a_number_from_zero(untouched_model, weight_decay):
+    with raises(ValueError, "`weight_decay` to be a number >= 0", f"weight_decay={weight_decay!r}"):
+        untouched_model.compile(weight_decay=weight_decay)
+    with raises(ValueError, "`weight_decay` to be a number >= 0"):
+        LayerwiseAdamW(1e-3, weight_decay=weight_decay)
+
+
+def test_default_optimizer_takes_a_weight_decay_of_zero(untouched_model):
+    optimizer = kt.optimizers.default_optimizer(untouched_model, 1e-3, weight_decay=0)
+    assert optimizer.weight_decay == 0.0 and type(optimizer.weight_decay) is float
+
+
+def test_lr_finder_keeps_biases_and_norms_out_of_weight_decay(bert_preset, monkeypatch):
+    model = classifier(bert_preset, freeze=False, dropout=0.0)  # compile(): no decay of bias, gamma, beta
+    seen = []
+    monkeypatch.setattr(
+        kt.lr_finder._Sweep, "on_train_begin", lambda self, logs=None: seen.append(self.model.optimizer),
+        raising=False,
+    )
+    model.find_learning_rate(TEXTS, LABELS, steps=5, batch_size=5)
+    sweep = seen[0]
+    assert sweep is not model.optimizer
+    for variable in model.trainable_variables:
+        excluded = variable.name in ("bias", "gamma", "beta")
+        assert sweep._use_weight_decay(variable) == model.optimizer._use_weight_decay(variable) == (not excluded)
+    # Variables excluded one by one (`var_list`) stay excluded too.
+    kernel = model.get_layer("logits").kernel
+    optimizer = keras.optimizers.AdamW(1e-3)
+    optimizer.exclude_from_weight_decay(var_list=[kernel])
+    copy = kt.lr_finder._sweep_optimizer(optimizer, kt.lr_finder.ExponentialSweep(1e-5, 1.0, 5))
+    assert not copy._use_weight_decay(kernel)
+
+
+def test_lr_finder_takes_numpy_numbers(bert_preset):
+    model = classifier(bert_preset, freeze=True)
+    result = model.find_learning_rate(
+        TEXTS, LABELS, min_lr=np.float32(1e-4), max_lr=np.float32(1.0), steps=np.int64(5),
+        smoothing=np.float64(0.5), diverge=np.float32(4.0), batch_size=2,
+    )
+    assert result.learning_rates[0] == pytest.approx(1e-4) and result.smoothing == 0.5
+    with raises(ValueError, "smoothing", "[0, 1)"):
+        model.find_learning_rate(TEXTS, LABELS, smoothing="0.9")
+    with raises(ValueError, "diverge", "> 1"):
+        model.find_learning_rate(TEXTS, LABELS, diverge=None)
+
+
+def test_lora_takes_numpy_rank_and_one_layer_name(bert_preset):
+    model = classifier(bert_preset, freeze=True, compile=False)
+    model.enable_lora(rank=np.int64(2), target_layer_names="query")
+    assert {layer.name for layer in kt.lora.lora_layers(model)} == {"query"}
+    config = kt.lora.lora_config(model)
+    assert config == {"rank": 2, "target_layer_names": ["query"]} and type(config["rank"]) is int
+    assert plain_numbers_only(model.get_config())
+
+
+@pytest.mark.parametrize(
+    "names, fragments",
+    [
+        ([], ("at least one name", "`target_layer_names`")),
+        (3, ("a layer name or a list of layer names", "target_layer_names=3")),
+        (["query", 3], ("a layer name or a list of layer names",)),
+    ],
+)
+def test_lora_rejects_bad_target_layer_names(untouched_model, names, fragments):
+    with raises(ValueError, *fragments):
+        untouched_model.enable_lora(rank=2, target_layer_names=names)
+    assert not kt.lora.lora_layers(untouched_model)
+
+
+def test_lora_description_says_what_trains_now(bert_preset):
+    model = classifier(bert_preset, freeze=True, compile=False)
+    model.enable_lora(rank=2)
+    layers = kt.lora.lora_layers(model)  # query and value of 2 blocks
+    adapters = sum(int(np.prod(w.shape)) for layer in layers for w in (layer.lora_kernel_a, layer.lora_kernel_b))
+    biases = sum(int(np.prod(layer.bias.shape)) for layer in layers)
+    assert kt.lora.describe(model) == (
+        f"LoRA rank 2 on 4 layers (query, value): {adapters:,} adapter parameters train "
+        f"(and their {biases:,} bias parameters); the rest of the backbone is frozen"
+    )
+    # Keras' own flags (kt.freeze and kt.unfreeze refuse a LoRA model):
+    # block 1 trains whole, block 0 (and its adapters) is frozen.
+    block_0, block_1 = freezing.blocks(model.backbone)
+    block_1.trainable = True
+    block_0.trainable = False
+    backbone_trains = sum(int(np.prod(v.shape)) for v in model.backbone.trainable_weights)
+    line = kt.lora.describe(model)
+    half, half_biases = adapters // 2, biases // 2
+    assert f"{half:,} of {adapters:,} adapter parameters train (and their {half_biases:,} bias parameters)" in line
+    assert f"{backbone_trains - half - half_biases:,} other backbone parameters train too" in line
+    assert "rest of the backbone is frozen" not in line
+    assert line in model.describe_freezing()
+    model.backbone.trainable = False
+    assert kt.lora.describe(model).endswith(
+        f"{adapters:,} adapter parameters, frozen with the rest of the backbone (none of it trains)"
+    )
+
+
+def test_plot_history_takes_one_name_and_refuses_no_names():
+    history = {"loss": [1.0, 0.5], "accuracy": [0.5, 0.7]}
+    assert [ax.get_title() for ax in kt.plot_history(history, metrics="accuracy").axes] == ["accuracy"]
+    with raises(ValueError, "at least one name", "['accuracy', 'loss']"):
+        kt.plot_history(history, metrics=[])
+    with raises(ValueError, "`metrics`", "a name or a list of names"):
+        kt.plot_history(history, metrics=3)
+
+
+def test_plots_refuse_a_missing_folder_before_drawing(tmp_path, monkeypatch):
+    from keras_transfer import plotting
+
+    monkeypatch.setattr(plotting, "new_figure", lambda **kwargs: pytest.fail("drew before checking the path"))
+    missing = tmp_path / "missing"
+    with raises(FileNotFoundError, f"the folder {str(missing)!r} does not exist", "Create it first"):
+        kt.plot_history({"loss": [1.0]}, path=missing / "curves.png")
+    with raises(FileNotFoundError, f"the folder {str(missing)!r} does not exist"):
+        kt.lr_finder.LRFinderResult([1e-3, 1e-2], [1.0, 0.5], 0.0, False).plot(path=str(missing / "lr.png"))
+    with raises(ValueError, "it is a folder"):
+        kt.plot_history({"loss": [1.0]}, path=tmp_path)
+    assert not missing.exists()
+
+
+def test_freezing_a_lora_model_is_refused_before_anything_changes(bert_preset):
+    model = classifier(bert_preset, freeze=True)
+    model.enable_lora(rank=2)
+    trainable = {v.path for v in model.trainable_weights}
+    for call in (
+        lambda: kt.freeze(model),
+        lambda: kt.unfreeze(model, top=1),
+        lambda: model.unfreeze(),
+        lambda: model.fine_tune(TEXTS, LABELS, head_epochs=1, epochs=1, verbose=0),
+    ):
+        with raises(ValueError, "LoRA is enabled", "Train the LoRA model as it is with `fit`"):
+            call()
+        assert {v.path for v in model.trainable_weights} == trainable
