@@ -43,24 +43,34 @@ def _text_preset_family(metadata):
     return None
 
 
-def list_presets(all_families=False):
+def list_presets(family=None, *, all_families=False):
     """KerasHub's built-in presets, read offline from its registry.
 
     Args:
+        family: only the presets of this family, for example `"bert"` or
+            `"gpt2"`. Defaults to `None` (every supported family).
         all_families: include presets of families keras_transfer does not
             support yet (vision, audio, …). Defaults to `False`.
 
     Returns:
         A dict from preset name to `{"family", "params", "description"}`.
     """
+    if isinstance(family, bool):  # the old positional `all_families`
+        family, all_families = None, family
+    names = sorted({known.name for known in FAMILIES.values()})
+    if family is not None and family not in names:
+        raise ValueError(f"Unknown family {family!r}. The text families are: {', '.join(names)}.")
+    if not isinstance(all_families, bool):
+        raise ValueError(f"Expected `all_families` to be True or False. Received: all_families={all_families!r}")
     presets = {}
     for name, info in sorted(keras_hub.models.Backbone.presets.items()):
-        family = _text_preset_family(info)
-        if family is None and not all_families:
+        found = _text_preset_family(info)
+        if (found is None and not all_families) or (family is not None and (found is None or found.name != family)):
             continue
+        family_info = found
         metadata = info.get("metadata", {})
         presets[name] = {
-            "family": family.name if family else metadata.get("path", "?"),
+            "family": family_info.name if family_info else metadata.get("path", "?"),
             "params": metadata.get("params"),
             "description": metadata.get("description", ""),
         }

@@ -555,6 +555,17 @@ def test_list_presets_all_families():
     assert set(kt.list_presets()) < set(presets)
 
 
+def test_list_presets_of_one_family():
+    bert = kt.list_presets("bert")
+    assert bert and {info["family"] for info in bert.values()} == {"bert"}
+    assert set(bert) < set(kt.list_presets())
+    assert kt.list_presets(True) == kt.list_presets(all_families=True)  # the old positional form
+    with raises(ValueError, "Unknown family 'resnet'", "bert"):
+        kt.list_presets("resnet")
+    with raises(ValueError, "`all_families`"):
+        kt.list_presets(all_families="yes")
+
+
 def test_every_listed_preset_passes_the_name_check():
     # A listed name must never be refused as unknown or unsupported: with
     # the network blocked it gets as far as the download.
