@@ -240,3 +240,99 @@ def test_a_backup_of_another_model_is_refused(bert_preset, tmp_path):
         model.fit(TEXTS, LABELS, batch_size=2, seed=0, verbose=0, callbacks=[backup, stop])
     with raises(ValueError, "written by a model with other weights", "feature caching"):
         model.fit(TEXTS, LABELS, batch_size=2, seed=0, verbose=0, callbacks=[backup])
+
+
+@pytest.mark.parametrize("backup_first", [False, True], ids=["unfreezing_first", "backup_first"])
+@pytest.mark.parametrize(
+    "unit, every, save_freq, stop_at, resumed_from",
+    [
+        # Stopped once epoch 1 is backed up; epoch 2 unfreezes block 0.
+        ("epoch", 1, "epoch", (1, None), (2, 0)),
+        # 5 steps an epoch: block 1 trains from step 3, block 0 from step 6
+        # (epoch 1's second); stopped after step 5, backed up, the one before.
+        ("step", 3, 2, (1, 0), (1, 1)),
+    ],
+    ids=["epochs", "steps"],
+)
+def test_resume_with_gradual_unfreezing_matches_an_uninterrupted_run(
+    bert_preset, tmp_path, unit, every, save_freq, stop_at, resumed_from, backup_first
+):
+    """Blocks unfrozen before the backup train again on resume, before the
+    optimizer state (moments of those blocks, step count) is loaded, and the
+    stages go on from where the run was: the same weights, optimizer state
+    and frozen blocks as an uninterrupted run, in either callback order."""
+    import warnings
+
+    import keras
+
+    import keras_transfer as kt
+
+    def build():
+        keras.utils.set_random_seed(0)
+        model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16, freeze=True)
+        model.compile(learning_rate=1e-3)
+        return model
+
+    class Interrupt(keras.callbacks.Callback):  # last: after the backup of the same step
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if (self.epoch, batch) == stop_at:
+                raise KeyboardInterrupt
+
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch, None) == stop_at:
+                raise KeyboardInterrupt
+
+    def fit(model, backup_dir, *extra):
+        unfreezing = kt.callbacks.GradualUnfreezing(every=every, unit=unit, verbose=0)
+        backup = kt.callbacks.BackupAndRestore(backup_dir, save_freq=save_freq)
+        callbacks = [backup, unfreezing] if backup_first else [unfreezing, backup]
+        history = model.fit(
+            TEXTS * 2, LABELS * 2, batch_size=4, epochs=3, seed=5, verbose=0, callbacks=[*callbacks, *extra]
+        )
+        return history, backup
+
+    reference = build()
+    history, _ = fit(reference, tmp_path / "ref")
+    assert history.history["unfrozen_blocks"] == ([0, 1, 2] if unit == "epoch" else [1, 2, 2])
+
+    model = build()
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, tmp_path / "run", Interrupt())
+    model = build()  # a fresh process would build the model frozen again
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Skipping variable loading")
+        history, backup = fit(model, tmp_path / "run")
+    assert backup.resumed_from == resumed_from
+    assert history.history["unfrozen_blocks"] == [2] * (3 - resumed_from[0])
+    assert kt.frozen_state(model) == kt.frozen_state(reference)
+    assert [v.path for v in model.trainable_variables] == [v.path for v in reference.trainable_variables]
+    assert int(model.optimizer.iterations.numpy()) == int(reference.optimizer.iterations.numpy()) == 15
+    for ref, got in zip(reference.optimizer.variables, model.optimizer.variables):
+        assert ref.path.split("/", 1)[1] == got.path.split("/", 1)[1]  # less the optimizer's name
+        np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-5, atol=1e-7)
+    for ref, got in zip(reference.weights, model.weights):
+        np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-5, atol=1e-7, err_msg=ref.path)
+
+
+def test_a_later_fit_of_a_resumed_model_starts_at_its_first_epoch(bert_preset, tmp_path):
+    """Resuming sets the epoch Keras starts from; it must not stick to the
+    model and cut short the epochs of the next `fit`."""
+    import keras
+
+    import keras_transfer as kt
+
+    model = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16)
+    stop = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: (_ for _ in ()).throw(KeyboardInterrupt) if epoch == 0 else None
+    )
+    fit = functools.partial(model.fit, TEXTS, LABELS, batch_size=5, epochs=2, seed=0, verbose=0, cache_features=False)
+    with pytest.raises(KeyboardInterrupt):
+        fit(callbacks=[kt.callbacks.BackupAndRestore(tmp_path / "backup"), stop])
+    backup = kt.callbacks.BackupAndRestore(tmp_path / "backup")
+    assert len(fit(callbacks=[backup]).history["loss"]) == 1  # epoch 1 only
+    assert backup.resumed_from == (1, 0)
+    assert len(fit().history["loss"]) == 2
+    assert len(fit(callbacks=[kt.callbacks.BackupAndRestore(tmp_path / "other")]).history["loss"]) == 2

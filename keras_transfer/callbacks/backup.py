@@ -13,6 +13,12 @@ to survive a kill at any instant and to resume in the middle of an epoch:
   with weights that have already seen part of it, so those batches are
   trained on twice. Here the resumed run skips the batches the backup had
   already trained on.
+- Keras restores the optimizer only into the variables it has when the run
+  starts, so a run whose blocks were unfrozen before the backup (by
+  `GradualUnfreezing`) would resume into a frozen model and drop the
+  optimizer's state. Here the backup holds which blocks train, and they
+  train again before the optimizer is restored; callbacks whose progress
+  the resumed run needs (`GradualUnfreezing`'s stages) back it up too.
 
 With `Task.fit` on raw text the batch order of every epoch is a pure
 function of `(seed, epoch)` (`kt.TextBatches`), so a resumed run trains on
@@ -29,17 +35,58 @@ import uuid
 import keras
 import numpy as np
 
+from keras_transfer import freezing
+from keras_transfer.optimizers import add_variables
+
 _STATE = "training_state.json"
+
+# Progress of other callbacks (`GradualUnfreezing`), shared through the
+# model for one `fit` call: tagged with that call's `params`, the one dict
+# Keras hands every callback of a call, so nothing carries over from another.
+_PROGRESS = "_kt_progress"  # {key: state} published during this call
+_RESUMED = "_kt_resumed_progress"  # {key: state} read from the backup
+
+
+def publish_progress(callback, key, state):
+    """Has `BackupAndRestore` back up `state` (plain data) with the training.
+
+    A run resumed from that backup gets it back from `resumed_progress`.
+    """
+    if callback.params is None:
+        return
+    published = callback.model.__dict__.get(_PROGRESS)
+    if published is None or published[0] is not callback.params:
+        published = callback.model.__dict__[_PROGRESS] = (callback.params, {})
+    published[1][key] = state
+
+
+def resumed_progress(callback, key):
+    """What `publish_progress` published under `key` before the backup this
+    `fit` resumed from, or `None` (not resuming, or nothing published)."""
+    resumed = callback.model.__dict__.get(_RESUMED)
+    if callback.params is None or resumed is None or resumed[0] is not callback.params:
+        return None
+    return resumed[1].get(key)
+
+
+def _progress_of(callback):
+    published = callback.model.__dict__.get(_PROGRESS)
+    if published is None or published[0] is not callback.params:
+        return {}
+    return published[1]
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """Backs up training atomically and resumes mid-epoch after a kill.
 
     The backup holds the weights, the optimizer's state (its moments and
-    step count, hence the learning-rate schedule's position) and the
-    random state that dropout draws from (the layers' seed generators and
-    the global Python, NumPy and torch generators), which Keras' own
-    backup leaves out.
+    step count, hence the learning-rate schedule's position), which blocks
+    of the backbone train, the progress of `kt.callbacks.GradualUnfreezing`,
+    and the random state that dropout draws from (the layers' seed
+    generators and the global Python, NumPy and torch generators), which
+    Keras' own backup leaves out. A resumed run trains the blocks that
+    trained at the backup (the optimizer then has the variables its state
+    was saved from), and gradual unfreezing goes on from its stage then.
 
     Args:
         backup_dir: directory for the backup; use it for nothing else.
@@ -91,8 +138,12 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         self.resumed_from = None
         self._pending_random_state = None
         self._epoch, self._step, self._since_backup = 0, 0, 0
+        self.model.__dict__.pop(_RESUMED, None)
         state = self._read_state()
         if state is None:
+            # Not resuming: start at `fit`'s `initial_epoch`, not at the
+            # epoch an earlier resume of this model set.
+            self.model._initial_epoch = None
             return
         if not self.model.built:
             raise ValueError(
@@ -109,18 +160,37 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                 "up only the head). Resume with the same model and `fit` "
                 "arguments, or delete the directory to start from scratch."
             )
+        refrozen = self._restore_frozen_state(state.get("frozen_state"))
         optimizer = getattr(self.model, "optimizer", None)
-        if optimizer is not None and not optimizer.built:
-            optimizer.build(self.model.trainable_variables)
+        if optimizer is not None:
+            # Its variables must be those its state was saved from: the
+            # weights that trained at the backup, in the model's order.
+            if optimizer.built:
+                add_variables(optimizer, self.model.trainable_variables)
+            else:
+                optimizer.build(self.model.trainable_variables)
         self.model.load_weights(os.path.join(self.backup_dir, state["weights"]))
+        if refrozen and getattr(self.model, "jit_compile", False):
+            # A compiled step was traced for the old set of trainable weights.
+            self.model.make_train_function(force=True)
         self._epoch, self._step = state["epoch"], state["step"]
         self.model._initial_epoch = self._epoch
         self.resumed_from = (self._epoch, self._step)
+        self.model.__dict__[_RESUMED] = (self.params, state.get("progress", {}))
         self._pending_random_state = state
         if self._step:
             self._skip_batches(self._step)
         else:
             self._restore_random_state()
+
+    def _restore_frozen_state(self, saved):
+        """Trains what trained at the backup; True if that changed anything."""
+        if saved is None or freezing._backbone_of(self.model) is self.model:
+            return False
+        if freezing.frozen_state(self.model) == saved:
+            return False
+        freezing.restore_frozen_state(self.model, saved)
+        return True
 
     def on_train_batch_begin(self, batch, logs=None):
         # Mid-epoch, the random state is put back once the epoch's data
@@ -195,6 +265,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         name = f"backup-{self._epoch}-{self._step}-{uuid.uuid4().hex[:8]}.weights.h5"
         self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
         partial = self._state_path + ".partial"
+        has_backbone = freezing._backbone_of(self.model) is not self.model
         with open(partial, "w") as f:
             json.dump(
                 {
@@ -202,6 +273,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                     "step": self._step,
                     "weights": name,
                     "shapes": _shapes(self.model),
+                    # Which blocks train: the optimizer has state for those.
+                    "frozen_state": freezing.frozen_state(self.model) if has_backbone else None,
+                    "progress": _progress_of(self),
                     # Not among the weights Keras saves: dropout's randomness.
                     "seed_generators": [
                         np.asarray(v.numpy()).tolist() for v in _seed_generators(self.model)
@@ -220,6 +294,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                 os.remove(os.path.join(self.backup_dir, other))
 
     def on_train_end(self, logs=None):
+        # A later `fit` of this model starts where it is told to.
+        self.model._initial_epoch = None
+        self.model.__dict__.pop(_RESUMED, None)
         if self.delete_checkpoint and os.path.isdir(self.backup_dir):
             for name in os.listdir(self.backup_dir):
                 if name == _STATE or name.startswith("backup-") or name.endswith(".partial"):
