@@ -217,6 +217,17 @@ class _RawTextBatches:
         return RawText()
 
 
+def _unfreeze_a_lora_model(c):
+    model = c.new_model()
+    model.enable_lora(rank=2)
+    _kt().unfreeze(model)
+
+
+def _max_blocks_below_training(c):
+    kt = _kt()
+    c.new_model(freeze=2).fit(TEXTS, LABELS, verbose=0, callbacks=[kt.callbacks.GradualUnfreezing(max_blocks=1)])
+
+
 def _save_into_missing_folder(c):
     c.model.save(c.root / "no" / "such" / "folder" / "model.keras")
 
@@ -256,6 +267,8 @@ CASES = [
          _corrupt_preset_config, ValueError, ("is not valid JSON", "corrupted")),
     Case("truncated_preset_weights", "a preset whose weights file is truncated",
          _truncated_preset_weights, ValueError, ("Could not read the preset directory", "truncated")),
+    Case("unknown_family", "kt.list_presets of a family that does not exist",
+         lambda c: _kt().list_presets("resnet"), ValueError, ("Unknown family 'resnet'", "bert")),
     Case("bad_preset_type", "a preset that is not a string",
          lambda c: _kt().load_backbone(42), ValueError, ("Expected `preset`", "preset=42")),
     # Model options
@@ -292,6 +305,9 @@ CASES = [
          ("got a single string", "Wrap it in a list")),
     Case("non_string_texts", "texts that are not strings (numbers, None)",
          lambda c: c.model.predict([1.5, None]), ValueError, ("Expected every text to be a string", "str(...)")),
+    Case("unequal_text_columns", "two text columns of different lengths, (texts_a, texts_b)",
+         lambda c: c.model.predict((["a", "b", "c"], ["d", "e"]), verbose=0), ValueError,
+         ("two text columns of different lengths (3 and 2)",)),
     Case("mixed_pairs", "single texts mixed with text pairs",
          lambda c: c.model.predict(["good", ("good", "film")], verbose=0), ValueError, ("Mixed single texts",)),
     Case("bad_pair", "a text 'pair' of three texts",
@@ -356,6 +372,17 @@ CASES = [
     Case("rate_with_own_optimizer", "learning_rate together with your own optimizer",
          lambda c: c.new_model().compile(optimizer="adam", learning_rate=1e-3), ValueError,
          ("give the rate to the optimizer",)),
+    Case("schedule_as_learning_rate", "a schedule as compile()'s learning_rate",
+         lambda c: c.new_model().compile(learning_rate=_kt().schedules.OneCycle(1e-3, 10)), ValueError,
+         ("Received a schedule: OneCycle", "keras.optimizers.AdamW(learning_rate=schedule)")),
+    Case("negative_weight_decay", "weight_decay=-1",
+         lambda c: c.new_model().compile(weight_decay=-1), ValueError, ("`weight_decay`", ">= 0")),
+    Case("fine_tune_bad_layer_decay", "fine_tune with layer_decay=5 (checked before anything changes)",
+         lambda c: c.new_model().fine_tune(TEXTS, LABELS, layer_decay=5), ValueError, ("`layer_decay`", "(0, 1]")),
+    Case("unfreeze_lora_model", "kt.unfreeze on a LoRA model",
+         _unfreeze_a_lora_model, ValueError, ("LoRA is enabled", "Train the LoRA model as it is")),
+    Case("max_blocks_below_training", "GradualUnfreezing(max_blocks=1) on a model whose top 2 blocks train",
+         _max_blocks_below_training, ValueError, ("max_blocks",)),
     Case("bad_warmup", "warmup=1.5",
          lambda c: c.new_model().compile(warmup=1.5), ValueError, ("[0, 1)", "warmup=1.5")),
     Case("unfreeze_without_compile", "fit, unfreeze, then fit again without compiling",
@@ -415,6 +442,9 @@ CASES = [
     Case("save_h5", "saving a task model to .h5",
          lambda c: c.model.save(c.path("save_h5", "model.h5")), ValueError,
          ("saves to a `.keras` file", "save_weights")),
+    Case("plot_into_missing_folder", "plot_history into a folder that does not exist",
+         lambda c: _kt().plot_history({"loss": [1.0, 0.5]}, path=c.root / "no" / "curves.png"), FileNotFoundError,
+         ("does not exist", "Create it first")),
     Case("missing_keras_file", "loading a file that does not exist",
          lambda c: _kt().load_model(c.root / "missing.keras"), FileNotFoundError, ("No saved model at",)),
     Case("not_a_keras_file", "loading a file that is not .keras",
