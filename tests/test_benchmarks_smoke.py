@@ -40,6 +40,10 @@ SCRIPTS = {
         ["bucketing (kt.TextBatches)", "pad to max (64)", "pad to longest in batch",
          "sorted by length (frozen feature pass)"],
     ),
+    "feature_pass.py": (
+        "Frozen feature pass: fit's batch size vs a token budget",
+        ["fit's batch size (8)", "256 positions"],
+    ),
     "memory.py": (
         "Peak memory against data size (frozen backbone)",
         ["64", "128"],
