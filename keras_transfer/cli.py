@@ -66,14 +66,12 @@ def _check_output(output):
             "(which `keras-transfer predict` and `kt.load_model` read back). Give "
             "a path ending in .keras, for example imdb-classifier.keras."
         )
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
-        raise SystemExit(
-            f"error: --output {output!r}: the folder {folder!r} does not exist. "
-            "Create it first (mkdir -p) or choose another path."
-        )
-    if os.path.isdir(output):
-        raise SystemExit(f"error: --output {output!r} is a folder; give a file path ending in .keras.")
+    from keras_transfer.saving import check_output_path
+
+    try:
+        check_output_path(output, "the model")
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"error: --output: {error}") from None
 
 
 def _parser():

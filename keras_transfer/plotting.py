@@ -1,9 +1,10 @@
 """Training curves from a Keras `History`, and figures that show themselves."""
 
 import io
-import os
 
 import numpy as np
+
+from keras_transfer.saving import check_output_path
 
 
 def new_figure(**kwargs):
@@ -29,22 +30,7 @@ def check_path(path):
     Checked before anything is drawn, so a typo in the folder costs no
     plotting and gives no deep matplotlib/PIL stack trace.
     """
-    if path is None:
-        return None
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(
-            f"Expected `path` to be a file path (a string or a pathlib.Path). Received: path={path!r}"
-        )
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(
-            f"Cannot save the figure to {path!r}: the folder {folder!r} does not exist. "
-            "Create it first (`os.makedirs(folder, exist_ok=True)`) or choose another path."
-        )
-    if os.path.isdir(path):
-        raise ValueError(f"Cannot save the figure to {path!r}: it is a folder. Give a file name, such as 'curves.png'.")
-    return path
+    return None if path is None else check_output_path(path, "the figure")
 
 
 def _as_dict(history):

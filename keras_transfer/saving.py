@@ -10,6 +10,26 @@ import keras
 from keras_transfer.freezing import restore_frozen_layers, restore_frozen_state
 
 
+def check_output_path(path, what="the file"):
+    """`path` as a string, once its folder is known to exist and it is not a
+    folder itself; else a clear error (checked before the work that writes
+    it, not after)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(
+            f"Expected a file path (a string or a pathlib.Path) for {what}. Received: {path!r}"
+        )
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"Cannot save {what} to {path!r}: the folder {folder!r} does not exist. "
+            "Create it first (`os.makedirs(folder, exist_ok=True)`) or choose another path."
+        )
+    if os.path.isdir(path):
+        raise ValueError(f"Cannot save {what} to {path!r}: it is a folder. Give a file path.")
+    return path
+
+
 def load_model(filepath, custom_objects=None, compile=True):
     """Loads a `.keras` model saved with `model.save`, frozen state included.
 

@@ -38,6 +38,7 @@ from keras_transfer.callbacks.backup import BackupAndRestore
 from keras_transfer.callbacks.numerics import StopOnNaN
 from keras_transfer.datasets.readers import TextData
 from keras_transfer.preprocessing import check_texts, columns_as_pairs
+from keras_transfer.saving import check_output_path
 from keras_transfer.optimizers import default_optimizer
 from keras_transfer.schedules import WarmupLinearDecay
 
@@ -735,16 +736,7 @@ class Task(distributed.DataParallel, keras.Model):
 
         Everything else is `keras.Model.fit`.
         """
-        if not (cache_features is True or cache_features is False or cache_features == "auto"):
-            raise ValueError(
-                "Expected `cache_features` to be 'auto', True or False. "
-                f"Received: cache_features={cache_features!r}"
-            )
-        if not isinstance(stop_on_nan, bool):
-            raise ValueError(
-                f"Expected `stop_on_nan` to be True or False. Received: stop_on_nan={stop_on_nan!r}"
-            )
-        _check_cache_storage(cache_memory_limit, cache_dir)
+        check_fit_arguments(cache_features, stop_on_nan, cache_memory_limit, cache_dir)
         if kwargs.get("validation_split") and (_is_raw_text(x) or isinstance(x, TextData)):
             if validation_data is not None:
                 raise ValueError(
@@ -1014,12 +1006,8 @@ class Task(distributed.DataParallel, keras.Model):
             return super().save(filepath, overwrite=overwrite, **kwargs)
         if os.path.exists(path) and not overwrite:
             raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it.")
+        check_output_path(path, "the model")
         folder, name = os.path.split(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(
-                f"Cannot save to {path!r}: the folder {folder!r} does not exist. Create it first "
-                "(`os.makedirs(folder, exist_ok=True)`)."
-            )
         partial = os.path.join(folder, f".{name}.partial-{os.getpid()}.keras")
         try:
             super().save(partial, overwrite=True, **kwargs)
@@ -1311,6 +1299,20 @@ class _FeatureStorage:
     def spilled(self):
         """Whether some features went to a file."""
         return self._spill is not None
+
+
+def check_fit_arguments(cache_features, stop_on_nan, cache_memory_limit, cache_dir):
+    """Checks the arguments `Task.fit` adds to Keras' (each task's `fit`)."""
+    if not (cache_features is True or cache_features is False or (isinstance(cache_features, str) and cache_features == "auto")):
+        raise ValueError(
+            "Expected `cache_features` to be 'auto', True or False. "
+            f"Received: cache_features={cache_features!r}"
+        )
+    if not isinstance(stop_on_nan, bool):
+        raise ValueError(
+            f"Expected `stop_on_nan` to be True or False. Received: stop_on_nan={stop_on_nan!r}"
+        )
+    _check_cache_storage(cache_memory_limit, cache_dir)
 
 
 def _check_cache_storage(limit, directory):

@@ -20,7 +20,7 @@ from keras_transfer.seq2seq import (
     _check_length,
     causal_lm_class,
 )
-from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task, _check_cache_storage, _EpochOrder, _is_raw_text
+from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task, _EpochOrder, _is_raw_text, check_fit_arguments
 
 FREEZE_OPTIONS = (False, "encoder")
 
@@ -409,16 +409,7 @@ class Translator(Task):
                 "output layer is the backbone's own token embedding, so nothing "
                 "runs on fixed features. Leave `cache_features` out."
             )
-        if cache_features is not False and not (isinstance(cache_features, str) and cache_features == "auto"):
-            raise ValueError(
-                "Expected `cache_features` to be 'auto', True or False. "
-                f"Received: cache_features={cache_features!r}"
-            )
-        if not isinstance(stop_on_nan, bool):
-            raise ValueError(
-                f"Expected `stop_on_nan` to be True or False. Received: stop_on_nan={stop_on_nan!r}"
-            )
-        _check_cache_storage(cache_memory_limit, cache_dir)
+        check_fit_arguments(cache_features, stop_on_nan, cache_memory_limit, cache_dir)
         self._check_something_trains()
         if distributed.initialize():
             seed = distributed.broadcast_seed(seed)
