@@ -1101,3 +1101,14 @@ def test_texts_and_labels_in_one_tuple_get_advice(bert_model):
         bert_model.fit((TEXTS, LABELS), verbose=0)
     with raises(ValueError, "`x` is a tuple `(texts, labels)`"):
         bert_model.evaluate((TEXTS, np.array(LABELS)), verbose=0)
+
+
+def test_numpy_string_labels_are_label_names(bert_preset):
+    model = classifier(bert_preset, label_names=["neg", "pos"], num_classes=None)
+    names = np.array(["neg", "pos"])[LABELS]
+    as_list = list(names)  # np.str_ items, as list(df.label.values) gives
+    assert type(as_list[0]) is np.str_
+    by_list = model.evaluate(TEXTS, as_list, verbose=0, return_dict=True)
+    assert by_list == model.evaluate(TEXTS, names.tolist(), verbose=0, return_dict=True)
+    fit(model, TEXTS, as_list, epochs=1)
+    assert model.report(TEXTS, as_list).accuracy == pytest.approx(model.report(TEXTS, names.tolist()).accuracy)

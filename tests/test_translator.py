@@ -479,3 +479,27 @@ def test_multi30k_example_smoke():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| 16 | 2 | BART 1+1 layers" in result.stdout
+
+
+def test_loss_and_accuracy_count_target_tokens_only(bart_tokenizer):
+    model = tiny_bart(bart_tokenizer)
+    model.compile(learning_rate=1e-2, warmup=0.0, weight_decay=0.0)
+    model.fit(SOURCES, TARGETS, batch_size=6, epochs=8, seed=0, verbose=0)
+    sources = SOURCES[:5]
+    targets = TARGETS[:4] + ["ein hund rennt im park und der mann schläft im haus"]  # lengths differ
+    pre = model.preprocessor
+    x, y, w = pre.collate(pre.pack(sources, targets))
+    logits = np.asarray(model.predict(x, verbose=0), "float64")
+    log_softmax = logits - logits.max(-1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(-1, keepdims=True))
+    cross_entropy = -np.take_along_axis(log_softmax, np.asarray(y)[..., None].astype(int), -1)[..., 0]
+    w = np.asarray(w, "float64")
+    assert 0 < w.sum() < w.size  # padding and start tokens are not targets
+    expected_loss = (cross_entropy * w).sum() / w.sum()
+    expected_accuracy = ((logits.argmax(-1) == np.asarray(y)) * w).sum() / w.sum()
+    one_batch = model.evaluate(sources, targets, batch_size=5, verbose=0, return_dict=True)
+    assert one_batch["loss"] == pytest.approx(expected_loss, rel=1e-4)
+    assert one_batch["accuracy"] == pytest.approx(expected_accuracy, rel=1e-6)
+    for batch_size in (1, 2):  # accuracy counts tokens over all batches, whatever the batching
+        result = model.evaluate(sources, targets, batch_size=batch_size, verbose=0, return_dict=True)
+        assert result["accuracy"] == pytest.approx(expected_accuracy, rel=1e-6)

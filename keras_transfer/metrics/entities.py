@@ -364,7 +364,9 @@ class TokenAccuracy(keras.metrics.Metric):
     """Accuracy over the labelled positions of token-level labels.
 
     Positions whose label is `ignore_class` (padding, special tokens,
-    non-first sub-tokens of a word) are left out.
+    non-first sub-tokens of a word) are left out; with a `sample_weight`
+    (a translator's target mask), each position counts by its weight.
+    Correct and counted positions are summed over every batch.
 
     Args:
         ignore_class: the label of positions to skip. Defaults to `-100`.
@@ -380,10 +382,15 @@ class TokenAccuracy(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = keras.ops.cast(y_true, "int32")
         predicted = keras.ops.cast(keras.ops.argmax(y_pred, axis=-1), "int32")
-        mask = keras.ops.not_equal(y_true, self.ignore_class)
-        hits = keras.ops.logical_and(mask, keras.ops.equal(predicted, y_true))
-        self.correct.assign_add(keras.ops.sum(keras.ops.cast(hits, self.dtype)))
-        self.count.assign_add(keras.ops.sum(keras.ops.cast(mask, self.dtype)))
+        mask = keras.ops.cast(keras.ops.not_equal(y_true, self.ignore_class), self.dtype)
+        if sample_weight is not None:
+            weight = keras.ops.cast(sample_weight, self.dtype)
+            for _ in range(len(y_true.shape) - len(weight.shape)):  # one weight per row
+                weight = keras.ops.expand_dims(weight, -1)
+            mask = mask * weight
+        hits = mask * keras.ops.cast(keras.ops.equal(predicted, y_true), self.dtype)
+        self.correct.assign_add(keras.ops.sum(hits))
+        self.count.assign_add(keras.ops.sum(mask))
 
     def result(self):
         return keras.ops.divide_no_nan(self.correct, self.count)

@@ -333,7 +333,8 @@ class TextClassifier(Task):
         y = list(y) if not isinstance(y, np.ndarray) else y
         if len(y) == 0:
             raise ValueError(f"`{name}` is empty: give one label per text.")
-        kinds = {type(v).__name__ for v in (y.tolist() if isinstance(y, np.ndarray) else y)}
+        # NumPy strings (`list(df.label.values)`) are strings.
+        kinds = {"str" if isinstance(v, str) else type(v).__name__ for v in (y.tolist() if isinstance(y, np.ndarray) else y)}
         if isinstance(y, np.ndarray) and y.dtype.kind in "US" or kinds <= {"str"}:
             if self.label_names is None:
                 raise ValueError(

@@ -10,6 +10,7 @@ import numpy as np
 
 from keras_transfer import distributed, freezing
 from keras_transfer.callbacks.numerics import StopOnNaN
+from keras_transfer.metrics import TokenAccuracy
 from keras_transfer.precision import resolve_dtype
 from keras_transfer.seq2seq import (
     DEFAULT_LENGTH,
@@ -305,16 +306,22 @@ class Translator(Task):
     def compile(self, *args, weighted_metrics="auto", **kwargs):
         """As `kt.Task.compile`; the default metric is token accuracy.
 
-        Token accuracy is weighted: only the target's tokens count, not the
-        prompt or the padding.
+        Only the target's tokens count, not the prompt or the padding: the
+        default loss is the mean cross-entropy over the batch's target
+        tokens, and token accuracy (`kt.metrics.TokenAccuracy`) counts
+        correct target tokens over every batch, so it does not depend on
+        how the texts were batched.
         """
         if isinstance(weighted_metrics, str) and weighted_metrics == "auto":
-            weighted_metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+            weighted_metrics = [TokenAccuracy(name="accuracy")]
         super().compile(*args, weighted_metrics=weighted_metrics, **kwargs)
         self._compiled_with["weighted_metrics"] = weighted_metrics
 
     def default_loss(self):
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        # The per-token weights mark the target: divide by their sum, not by
+        # every position (which would scale each batch's loss, and so its
+        # step, by its share of target tokens).
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
 
     def default_metrics(self):
         return None
