@@ -14,6 +14,7 @@ with keras_transfer.
 
 import argparse
 import contextlib
+import functools
 import io
 import os
 import sys
@@ -71,7 +72,8 @@ def _check_output(output):
     try:
         check_output_path(output, "the model")
     except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"error: --output: {error}") from None
+        message = str(error).replace("(`os.makedirs(folder, exist_ok=True)`)", "(mkdir -p)")
+        raise SystemExit(f"error: --output: {message}") from None
 
 
 def _parser():
@@ -136,10 +138,12 @@ def _fit_and_report(args):
         train, test = kt.datasets.imdb(args.data, split=("train", "test"), seed=args.seed)
     else:
         train, test = kt.datasets.imdb_sample(split=("train", "test"), seed=args.seed)
+    # Class-balanced subsets, from the full data or from the shipped sample.
+    subset = functools.partial(kt.datasets.imdb, args.data) if args.data else kt.datasets.imdb_sample
     if args.max_train is not None:
-        train = kt.datasets.imdb(args.data, "train", max_examples=args.max_train, seed=args.seed) if args.data else train.take(args.max_train)
+        train = subset("train", max_examples=args.max_train, seed=args.seed)
     if args.max_test is not None:
-        test = kt.datasets.imdb(args.data, "test", max_examples=args.max_test, seed=args.seed) if args.data else test.take(args.max_test)
+        test = subset("test", max_examples=args.max_test, seed=args.seed)
     print(f"Train: {train}\nTest:  {test}")
 
     preset = args.preset or _default_preset()

@@ -40,6 +40,9 @@ def test_fit_then_predict_on_a_tiny_preset(bert_preset, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "Test accuracy:" in out and "on 16 reviews" in out
+    # --max-train / --max-test take class-balanced subsets of the sample, as their help says.
+    assert "24 texts, label_names=['neg', 'pos'], class_counts={'neg': 12, 'pos': 12}" in out
+    assert "16 texts, label_names=['neg', 'pos'], class_counts={'neg': 8, 'pos': 8}" in out
     assert "Frozen: " in out and "frozen whole" in out
     assert output.is_file()
     curves = tmp_path / "model.curves.png"  # the training curves, beside the model

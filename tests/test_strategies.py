@@ -804,3 +804,17 @@ def test_freezing_a_lora_model_is_refused_before_anything_changes(bert_preset):
         with raises(ValueError, "LoRA is enabled", "Train the LoRA model as it is with `fit`"):
             call()
         assert {v.path for v in model.trainable_weights} == trainable
+
+
+def test_a_fit_too_short_for_one_accumulated_update_is_refused(bert_preset):
+    model = classifier(bert_preset, freeze=True, compile=False)
+    model.compile(gradient_accumulation_steps=4)
+    with raises(ValueError, "2 batches in all", "gradient_accumulation_steps=4", "no weight would change"):
+        model.fit(TEXTS, LABELS, batch_size=10, epochs=2, verbose=0)
+    assert int(model.optimizer.iterations) == 0
+    model.fit(TEXTS, LABELS, batch_size=10, epochs=6, verbose=0)  # 6 batches: 1 update, 2 pending
+    assert int(model.optimizer.iterations) == 1
+    model.fit(TEXTS, LABELS, batch_size=10, epochs=2, verbose=0)  # the 2 pending + 2: one more update
+    assert int(model.optimizer.iterations) == 2
+    with raises(ValueError, "1 batch in all"):
+        model.fit(TEXTS, LABELS, batch_size=10, epochs=1, verbose=0)

@@ -777,6 +777,7 @@ class Task(distributed.DataParallel, keras.Model):
             distributed.check_batch_size(data.batch_size)
         validation_data = self._validation_batches(validation_data, batch_size)
         steps = kwargs.get("steps_per_epoch") or _length(data, batch_size)
+        _check_accumulation(self.optimizer, steps, epochs - kwargs.get("initial_epoch", 0))
         cache = self._should_cache(cache_features, data, validation_data, kwargs)
         # Under torchrun only rank 0 shows progress and runs writer callbacks.
         kwargs = distributed.main_process_kwargs(kwargs)
@@ -1299,6 +1300,22 @@ class _FeatureStorage:
     def spilled(self):
         """Whether some features went to a file."""
         return self._spill is not None
+
+
+def _check_accumulation(optimizer, steps, epochs):
+    """Refuses a `fit` whose batches are too few for one accumulated update
+    (Keras would run it and change no weight, without a word)."""
+    every = getattr(optimizer, "gradient_accumulation_steps", None)
+    if not every or not steps or not isinstance(epochs, int) or epochs < 1:
+        return
+    pending = int(optimizer._iterations.numpy()) % every if hasattr(optimizer, "_iterations") else 0
+    if pending + steps * epochs < every:
+        raise ValueError(
+            f"This fit has {steps * epochs} batch{'es' if steps * epochs != 1 else ''} in all, but the "
+            f"optimizer updates the weights once every {every} batches "
+            f"(gradient_accumulation_steps={every}): no weight would change. Use a smaller "
+            "`gradient_accumulation_steps` or `batch_size`, or more data or epochs."
+        )
 
 
 def check_fit_arguments(cache_features, stop_on_nan, cache_memory_limit, cache_dir):
