@@ -62,10 +62,11 @@ print("tags:", train.tag_names)
 """
 ## A tagger over a pretrained backbone
 
-Each word's first sub-token predicts its tag. `freeze=2` trains the linear
-head (384 x 9 weights) and the top two transformer blocks; the four blocks
-below stay frozen (no gradients, inference mode). With `--frozen-epochs N`
-the head first trains alone on the frozen backbone.
+Each word's first sub-token predicts its tag. The model starts with its
+backbone frozen (`freeze=True`): only the linear head (384 x 9 weights)
+trains. With `--frozen-epochs N` the head first trains alone; then the top
+blocks are unfrozen (below), while the blocks under them stay frozen (no
+gradients, inference mode).
 """
 model = kt.TokenClassifier.from_preset(
     args.preset,

@@ -3,9 +3,12 @@
 No pretrained sequence-to-sequence weights install offline here, so this
 example trains a small BART from random weights: a byte-level BPE vocabulary
 learned from the training sentences, a 3-layer encoder and decoder, a few
-epochs on CPU. Expect a weak model (BLEU in the single digits to low teens
-after minutes of CPU training; published Multi30k systems trained for hours
-reach about 35-40). With a pretrained preset the same code is
+epochs on CPU. Expect a weak model: the recorded run (10,000 pairs, 3
+epochs, a 2+2-layer BART, 29 min of CPU training;
+`examples/results/multi30k_translation_2026-11-26.txt`) reached BLEU 0.3 /
+chrF 15.3, fluent German that does not yet follow the source. Published
+Multi30k systems, trained for hours from scratch, reach about 35-40. With a
+pretrained preset the same code is
 
     model = kt.Translator.from_preset("bart_base_en", freeze="encoder")
 

