@@ -110,5 +110,5 @@ if args.fine_tune_top:
     model.summary()
     model.fit(train, epochs=1, verbose=2)
     tuned = model.evaluate(test, return_dict=True)
-    print(f"Top {args.fine_tune_top} blocks fine-tuned: test accuracy {tuned['accuracy']:.4f} "
+    print(f"Top {args.fine_tune_top} block{'s' if args.fine_tune_top != 1 else ''} fine-tuned: test accuracy {tuned['accuracy']:.4f} "
           f"on {len(test)} reviews ({time.perf_counter() - clock:.0f} s in all)")

@@ -424,7 +424,8 @@ def describe(backbone):
     training = [i for i, layer in enumerate(stack) if layer.trainable]
     parts = ["embeddings " + ("train" if all(l.trainable for l in below) else "frozen")]
     if training:
-        parts.append(f"blocks {training[0]}-{training[-1]} of 0-{len(stack) - 1} train")
+        which = f"block {training[0]}" if len(training) == 1 else f"blocks {training[0]}-{training[-1]}"
+        parts.append(f"{which} of 0-{len(stack) - 1} train{'s' if len(training) == 1 else ''}")
     else:
         parts.append(f"all {len(stack)} blocks frozen")
     return ", ".join(parts)

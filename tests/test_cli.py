@@ -64,7 +64,7 @@ def test_fit_with_top_blocks_unfrozen(bert_preset, tmp_path, capsys):
             "--output", str(tmp_path / "m.keras"),
         ]
     )
-    assert "blocks 1-1 of 0-1 train" in capsys.readouterr().out
+    assert "block 1 of 0-1 trains" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("value", ["some", "-1", "1.5"])

@@ -92,7 +92,7 @@ def test_round_trip(family_presets, family, tmp_path):
     # step): only the top block (and the final norm above it) trains; the
     # embeddings and the lower block stay put.
     kt.unfreeze(model, top=1)
-    assert describe(model.backbone) == "embeddings frozen, blocks 1-1 of 0-1 train"
+    assert describe(model.backbone) == "embeddings frozen, block 1 of 0-1 trains"
     model.compile(learning_rate=1e-2)
     backbone = snapshot(model.backbone)
     head = snapshot(model.get_layer("logits"))

@@ -363,7 +363,7 @@ def test_describe(loaded):
     kt.freeze(backbone)
     assert freezing.describe(backbone).startswith("frozen whole")
     kt.unfreeze(backbone, top=1)
-    assert freezing.describe(backbone) == "embeddings frozen, blocks 1-1 of 0-1 train"
+    assert freezing.describe(backbone) == "embeddings frozen, block 1 of 0-1 trains"
     kt.unfreeze(backbone, top=0, embeddings=True)
     assert freezing.describe(backbone) == "embeddings train, all 2 blocks frozen"
 

@@ -181,7 +181,7 @@ def test_summary_shows_what_trains(preset, family):
     model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
     text = "\n".join(lines)
     assert "Trains:" in text and "Frozen" in text
-    assert "blocks 1-1 of 0-1 train" in text
+    assert "block 1 of 0-1 trains" in text
 
 
 def test_summary_prints_by_default(bert_preset, capsys):
@@ -1112,3 +1112,12 @@ def test_numpy_string_labels_are_label_names(bert_preset):
     assert by_list == model.evaluate(TEXTS, names.tolist(), verbose=0, return_dict=True)
     fit(model, TEXTS, as_list, epochs=1)
     assert model.report(TEXTS, as_list).accuracy == pytest.approx(model.report(TEXTS, names.tolist()).accuracy)
+
+
+def test_predict_labels_is_quiet_unless_asked(bert_preset, capsys):
+    model = classifier(bert_preset, label_names=["neg", "pos"], num_classes=None)
+    capsys.readouterr()
+    assert len(model.predict_labels(["a good film", "bad"])) == 2
+    assert capsys.readouterr().out == ""
+    model.predict_labels(["a good film"], verbose=1)
+    assert "step" in capsys.readouterr().out

@@ -433,7 +433,7 @@ def test_truncation_keeps_sep_and_cls(xlnet_checkpoint):
 def test_text_classifier_fit_save_load(xlnet_checkpoint, tmp_path):
     model = kt.TextClassifier.from_preset(str(xlnet_checkpoint[0]), num_classes=2, freeze=1)
     assert model.pooling == "last"  # XLNet reads a text at its final <cls>
-    assert "blocks 1-1 of 0-1 train" in kt.freezing.describe(model.backbone)
+    assert "block 1 of 0-1 trains" in kt.freezing.describe(model.backbone)
     frozen_block = snapshot(model.backbone.get_layer("xlnet_encoder_0"))
     top_block = snapshot(model.backbone.get_layer("xlnet_encoder_1"))
     history = model.fit(TEXTS, LABELS, batch_size=4, epochs=1, seed=0, verbose=0)

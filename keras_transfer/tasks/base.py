@@ -1354,7 +1354,8 @@ def _describe_batches(batches):
     """One line on how `fit` batches the texts, with the share of padding."""
     grouped = "grouped by length and " if batches.bucketing else ""
     return (
-        f"{len(batches.packed)} texts in {len(batches)} batches of up to {batches.batch_size}, "
+        f"{len(batches.packed)} text{'s' if len(batches.packed) != 1 else ''} in {len(batches)} "
+        f"batch{'es' if len(batches) != 1 else ''} of up to {batches.batch_size}, "
         f"{grouped}padded to each batch's longest: {batches.padding_share():.1%} of the "
         "token positions are padding."
     )

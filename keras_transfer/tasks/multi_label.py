@@ -291,6 +291,7 @@ class MultiLabelClassifier(Task):
 
     def predict_labels(self, x, batch_size=None, **kwargs):
         """The labels of each text: a list of name lists (of ids without names)."""
+        kwargs.setdefault("verbose", 0)  # quiet unless asked
         decisions = self.predict(x, batch_size=batch_size, **kwargs) > self.thresholds
         names = self.label_names or list(range(self.num_classes))
         return [[names[i] for i in np.flatnonzero(row)] for row in decisions]

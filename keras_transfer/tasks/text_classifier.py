@@ -404,7 +404,11 @@ class TextClassifier(Task):
     # Inference ----------------------------------------------------------------
 
     def predict_labels(self, x, batch_size=None, **kwargs):
-        """Predicts a class for each text: its name, or its id without names."""
+        """Predicts a class for each text: its name, or its id without names.
+
+        Quiet unless asked (`verbose=1` shows `predict`'s progress bar).
+        """
+        kwargs.setdefault("verbose", 0)
         ids = np.argmax(self.predict(x, batch_size=batch_size, **kwargs), axis=-1)
         if self.label_names is None:
             return ids

@@ -348,7 +348,7 @@ class TokenClassifier(Task):
                 "with tag_names=[...] (or set `model.tag_names`)."
             )
 
-    def predict_tags(self, x, batch_size=None, return_scores=False):
+    def predict_tags(self, x, batch_size=None, return_scores=False, verbose=0):
         """Predicts a tag for every word.
 
         Args:
@@ -356,6 +356,8 @@ class TokenClassifier(Task):
             batch_size: sentences per batch. Defaults to `32`.
             return_scores: also return each word's softmax probability of
                 its tag. Defaults to `False`.
+            verbose: `predict`'s progress bar (1) or none (0). Defaults to
+                `0`.
 
         Returns:
             One list of tag names per sentence (and, with `return_scores`,
@@ -368,7 +370,7 @@ class TokenClassifier(Task):
         ```
         """
         self._check_names("predict_tags")
-        logits = self.predict(x, batch_size=batch_size)
+        logits = self.predict(x, batch_size=batch_size, verbose=verbose)
         tags, scores = [], []
         for rows in logits:
             rows = rows.astype("float64")
