@@ -104,3 +104,14 @@ def test_embeddings_that_train_keep_training(bert_preset):
     assert all(layer.trainable for layer in below) and all(block.trainable for block in stack)
     assert embeddings <= changed(before, model)
     assert freezing.describe(model.backbone) == "embeddings train, blocks 0-1 of 0-1 train"
+
+
+def test_verbose_says_how_many_parameters_start_training(bert_preset, capsys):
+    model = classifier(bert_preset, compile=False)
+    model.compile(learning_rate=1e-4)
+    before = kt.count_params(model)[0]
+    model.fit(TEXTS, LABELS, batch_size=5, epochs=2, verbose=0,
+              callbacks=[kt.callbacks.GradualUnfreezing(every=1, verbose=1)])
+    added = kt.count_params(model)[0] - before
+    out = capsys.readouterr().out
+    assert f"GradualUnfreezing: the top 1 of 2 blocks now train ({added:,} more parameters)." in out

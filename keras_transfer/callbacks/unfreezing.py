@@ -1,5 +1,6 @@
 """Gradual unfreezing (ULMFiT): one more block trains every K epochs or steps."""
 
+import math
 import warnings
 
 import keras
@@ -179,7 +180,8 @@ class GradualUnfreezing(keras.callbacks.Callback):
             )
         if self.verbose and new:
             what = f"the top {top} of {self._num_blocks} blocks" + (" and the embeddings" if embeddings else "")
-            print(f"\nGradualUnfreezing: {what} now train ({len(new)} more weights).")
+            count = sum(math.prod(variable.shape) for variable in new)
+            print(f"\nGradualUnfreezing: {what} now train ({count:,} more parameters).")
 
     # Stages change before a unit begins, so none is applied after the last.
     def on_epoch_begin(self, epoch, logs=None):
