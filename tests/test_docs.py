@@ -49,4 +49,4 @@ def test_flagship_example_smoke(tmp_path, bert_preset):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Frozen backbone: test accuracy" in result.stdout
-    assert "Top 1 blocks fine-tuned: test accuracy" in result.stdout
+    assert "Top 1 block fine-tuned: test accuracy" in result.stdout
