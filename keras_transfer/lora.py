@@ -20,6 +20,7 @@ import math
 import numbers
 
 import keras
+import numpy as np
 
 from keras_transfer import freezing
 
@@ -40,6 +41,8 @@ def _check_target_layer_names(target_layer_names):
         return None
     if isinstance(target_layer_names, str):
         return [target_layer_names]
+    if isinstance(target_layer_names, (set, frozenset, np.ndarray)):
+        target_layer_names = sorted(str(name) for name in target_layer_names) if len(target_layer_names) else []
     if not isinstance(target_layer_names, (list, tuple)) or not all(
         isinstance(name, str) for name in target_layer_names
     ):

@@ -13,6 +13,8 @@ import numbers
 import keras
 import numpy as np
 
+from keras_transfer.schedules import _is_number
+
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class ExponentialSweep(keras.optimizers.schedules.LearningRateSchedule):
@@ -171,11 +173,6 @@ class _Sweep(keras.callbacks.Callback):
             self.model.stop_training = True
         if count >= self.steps:
             self.model.stop_training = True
-
-
-def _is_number(value):
-    """A real number, Python's or NumPy's (`np.float32(1.0)`), but not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check(min_lr, max_lr, steps, smoothing, diverge):

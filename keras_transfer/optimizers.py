@@ -18,16 +18,12 @@ import numbers
 import keras
 
 from keras_transfer import freezing
+from keras_transfer.schedules import _is_number
 
 try:  # Keras' own fused (torch._foreach) Adam step, used when available.
     from keras.src.backend.torch.optimizers.torch_adam import Adam as _TorchAdam
 except ImportError:  # pragma: no cover - other backends
     _TorchAdam = None
-
-
-def _is_number(value):
-    """A real number, Python's or NumPy's (`np.float32(0.8)`), but not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check_rate(name, value, allow_none=True):

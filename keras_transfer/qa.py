@@ -20,7 +20,6 @@
 """
 
 import dataclasses
-import numbers
 
 import keras
 import keras_hub
@@ -28,14 +27,10 @@ import numpy as np
 
 from keras_transfer.batching import plan_batches
 from keras_transfer.preprocessing import _valid_unicode
+from keras_transfer.schedules import _is_integer as is_integer
 
 #: Position of the "no answer in this window" label (the CLS / start token).
 NULL_POSITION = 0
-
-
-def is_integer(value):
-    """Whether `value` is an integer (a Python or NumPy one), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def plain_answers(answers):

@@ -7,13 +7,14 @@ usual remedy (ULMFiT, Keras' transfer-learning guide, ktrain).
 """
 
 import math
-import numbers
 
 import keras
 import numpy as np
 
 from keras_transfer import distributed, freezing
 from keras_transfer.batching import TextBatches
+from keras_transfer.optimizers import _check_rate
+from keras_transfer.schedules import _is_number
 from keras_transfer.callbacks.learning_rate import LearningRateLogger
 
 
@@ -128,14 +129,9 @@ def fine_tune(
     _check_epochs("patience", patience, 0)
     # Checked here, not by the compile() of a stage, which runs after
     # the model has been frozen (and for stage 2, trained).
-    for name, value in (("learning_rate", learning_rate), ("head_learning_rate", head_learning_rate)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf
-        ):
-            raise ValueError(f"Expected `{name}` to be a positive number or None. Received: {name}={value!r}")
-    if layer_decay is not None and (
-        isinstance(layer_decay, bool) or not isinstance(layer_decay, numbers.Real) or not 0 < layer_decay <= 1
-    ):
+    learning_rate = _check_rate("learning_rate", learning_rate)
+    head_learning_rate = _check_rate("head_learning_rate", head_learning_rate)
+    if layer_decay is not None and (not _is_number(layer_decay) or not 0 < layer_decay <= 1):
         raise ValueError(
             f"Expected `layer_decay` to be a number in (0, 1] or None. Received: layer_decay={layer_decay!r}"
         )

@@ -149,11 +149,24 @@ class Seq2SeqPreprocessor(keras_hub.models.Preprocessor):
         self.source_length = source_length
         self.target_length = target_length
         self.prompt = prompt
+        self._prompt_checked = False
         if self.decoder_only:
             self._check_prompt_fits()
 
     def _check_prompt_fits(self):
-        """Raises unless the prompt's template leaves room for the source."""
+        """Raises unless the prompt's template leaves room for the source.
+
+        A tokenizer being loaded from a saved model gets its vocabulary
+        after this preprocessor is built: then the check waits for the
+        first text packed.
+        """
+        if self._prompt_checked:
+            return
+        try:
+            self.tokenizer.vocabulary_size()
+        except ValueError:  # "No vocabulary has been set" (KerasHub)
+            return
+        self._prompt_checked = True
         template = [part for part in self.prompt.split("{source}", 1) if part]
         fixed = 1 + (sum(len(ids) for ids in self._ids(template)) if template else 0)
         if fixed >= self.source_length:
@@ -188,6 +201,8 @@ class Seq2SeqPreprocessor(keras_hub.models.Preprocessor):
 
     def pack_sources(self, sources):
         """The packed source (or prompt) of each text, unpadded."""
+        if self.decoder_only:
+            self._check_prompt_fits()
         sources = check_texts(sources, "sources")
         if any(isinstance(s, (tuple, list)) for s in sources):
             raise ValueError("Expected every source to be one string, not a pair of texts.")

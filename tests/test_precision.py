@@ -140,3 +140,20 @@ def test_auto_dtype_reaches_the_translator_loader(bert_preset, monkeypatch):
     monkeypatch.setattr(precision, "fast_bfloat16", lambda: True)
     backbone, _ = translator._load(bert_preset, True, "auto")
     assert backbone.dtype_policy.name == "mixed_bfloat16"
+
+
+def test_bfloat16_taggers_and_readers_predict_float32(bert_preset):
+    tagger = kt.TokenClassifier.from_preset(
+        bert_preset, tag_names=["O", "B-PER", "I-PER"], sequence_length=16, dtype="mixed_bfloat16"
+    )
+    rows = tagger.predict([["good", "film"], ["bad"]])
+    assert all(r.dtype == np.float32 for r in rows) and rows[0].shape == (2, 3)
+    reader = kt.QuestionAnswerer.from_preset(
+        bert_preset, sequence_length=24, stride=6, max_question_length=8, dtype="mixed_bfloat16"
+    )
+    from keras_transfer import qa
+
+    windows = reader.windows(["what ?"], ["the plot was boring"])
+    outputs = reader.predict(qa.QABatches(reader.preprocessor, windows).inputs([0]), verbose=0)
+    assert set(outputs) == {"start_logits", "end_logits"}
+    assert all(array.dtype == np.float32 for array in outputs.values())

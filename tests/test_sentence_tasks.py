@@ -816,3 +816,10 @@ def test_two_text_columns_are_pairs_for_every_sentence_task(bert_preset):
             model.predict((firsts[:2], seconds[:2]), verbose=0), model.predict(pairs[:2], verbose=0), atol=1e-6
         )
         model.fit((firsts, seconds), [1, 0, 1], batch_size=3, epochs=1, verbose=0)
+
+
+def test_validation_split_learns_the_target_scale_from_the_training_part(bert_preset):
+    model = regressor(bert_preset)
+    fit(model, TEXTS, TARGETS, validation_split=0.3, epochs=1)
+    assert model.target_mean == pytest.approx([TARGETS[:7].mean()])
+    assert model.target_std == pytest.approx([TARGETS[:7].std()])

@@ -818,3 +818,9 @@ def test_a_fit_too_short_for_one_accumulated_update_is_refused(bert_preset):
     assert int(model.optimizer.iterations) == 2
     with raises(ValueError, "1 batch in all"):
         model.fit(TEXTS, LABELS, batch_size=10, epochs=1, verbose=0)
+
+
+def test_lora_takes_a_set_of_layer_names(bert_preset):
+    model = classifier(bert_preset, freeze=True)
+    model.enable_lora(rank=2, target_layer_names={"value", "query"})
+    assert {layer.name for layer in kt.lora.lora_layers(model)} == {"query", "value"}

@@ -660,6 +660,26 @@ def test_feature_pass_uses_the_devices_token_budget_and_splits_batches_out_of_me
     assert sizes and max(sizes) <= 3 and sum(sizes) == len(texts)  # each text once
     np.testing.assert_allclose(features, expected, atol=1e-5)
 
+    def cublas_out_of_memory_above_two(x):  # cuBLAS/cuDNN report it as a plain RuntimeError
+        if x["token_ids"].shape[0] > 2:
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+        return recording(x)
+
+    trunk.predict_on_batch = cublas_out_of_memory_above_two
+    sizes.clear()
+    with base._FeatureStorage(10**9, None) as storage:
+        features = base._features_in_order(trunk, batches, 0, storage)
+    assert max(sizes) <= 2 and sum(sizes) == len(texts)
+    np.testing.assert_allclose(features, expected, atol=1e-5)
+
+    def another_error(x):
+        raise RuntimeError("expected scalar type Float but found Half")
+
+    trunk.predict_on_batch = another_error
+    with pytest.raises(RuntimeError, match="expected scalar type"):  # not memory: not retried
+        with base._FeatureStorage(10**9, None) as storage:
+            base._features_in_order(trunk, batches, 0, storage)
+
     def always_out_of_memory(x):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
@@ -692,8 +712,8 @@ def test_bad_validation_split(bert_model):
     for split in (1.5, -0.1, True, "0.2"):
         with raises(ValueError, "`validation_split`", "between 0 and 1"):
             fit(bert_model, validation_split=split)
-    with raises(ValueError, "leaves no texts to validate on"):
-        fit(bert_model, validation_split=0.01)
+    with raises(ValueError, "leaves no texts to train on"):
+        fit(bert_model, validation_split=0.95)
     batches = bert_model._as_batches(TEXTS, LABELS, 4, shuffle=False)[0]
     with raises(ValueError, "`validation_split` cannot split this TextBatches", "validation_data="):
         bert_model.fit(batches, validation_split=0.2, verbose=0)
@@ -1121,3 +1141,30 @@ def test_predict_labels_is_quiet_unless_asked(bert_preset, capsys):
     assert capsys.readouterr().out == ""
     model.predict_labels(["a good film"], verbose=1)
     assert "step" in capsys.readouterr().out
+
+
+def test_validation_split_cuts_where_keras_cuts_and_takes_weights_and_pairs_along(bert_preset):
+    from keras_transfer.tasks.base import validation_cut
+
+    assert validation_cut(10, 0.25) == 7  # Keras: floor(10 * 0.75)
+    weights = np.linspace(0.5, 2.0, len(TEXTS)).astype("float32")
+    histories = []
+    for kwargs in (
+        {"x": TEXTS, "y": LABELS, "sample_weight": weights, "validation_split": 0.25},
+        {"x": TEXTS[:7], "y": LABELS[:7], "sample_weight": weights[:7],
+         "validation_data": (TEXTS[7:], LABELS[7:], weights[7:])},
+    ):
+        keras.utils.set_random_seed(0)
+        model = classifier(bert_preset)
+        histories.append(model.fit(batch_size=4, epochs=2, seed=0, verbose=0, **kwargs).history)
+    for key in histories[1]:
+        np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-6, err_msg=key)
+    pairs = kt.TextPairClassifier.from_preset(bert_preset, num_classes=2, sequence_length=32)
+    history = pairs.fit((TEXTS, TEXTS[::-1]), LABELS, validation_split=0.2, batch_size=4, verbose=0)
+    assert "val_loss" in history.history
+
+
+def test_sample_weight_with_word_lists_is_refused(bert_preset):
+    tagger = kt.TokenClassifier.from_preset(bert_preset, tag_names=["O", "B-PER", "I-PER"], sequence_length=16)
+    with raises(ValueError, "`sample_weight` cannot go with this TaggedBatches"):
+        tagger.fit([["good", "film"], ["bad"]], [["O", "O"], ["B-PER"]], sample_weight=np.zeros(2), verbose=0)

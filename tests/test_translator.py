@@ -503,3 +503,24 @@ def test_loss_and_accuracy_count_target_tokens_only(bart_tokenizer):
     for batch_size in (1, 2):  # accuracy counts tokens over all batches, whatever the batching
         result = model.evaluate(sources, targets, batch_size=batch_size, verbose=0, return_dict=True)
         assert result["accuracy"] == pytest.approx(expected_accuracy, rel=1e-6)
+
+
+def test_a_decoder_only_translator_saves_and_loads(gpt2_preset, tmp_path):
+    # The prompt check needs the tokenizer's vocabulary, which Keras loads
+    # after building the preprocessor from the saved config.
+    model = Translator.from_preset(gpt2_preset, prompt="Translate: {source} =", source_length=24, target_length=8)
+    model.fit(SOURCES[:4], TARGETS[:4], batch_size=4, epochs=1, verbose=0)
+    model.save(tmp_path / "gpt2.keras")
+    loaded = kt.load_model(tmp_path / "gpt2.keras")
+    assert loaded.preprocessor.prompt == "Translate: {source} ="
+    assert loaded.translate(SOURCES[:2]) == model.translate(SOURCES[:2])
+    with raises(ValueError, "leaves no room for the source"):
+        Translator.from_preset(gpt2_preset, prompt="Translate these words now please: {source} =",
+                               source_length=5, target_length=8)
+
+
+def test_a_translator_fit_too_short_for_one_accumulated_update_is_refused(bart_tokenizer):
+    model = tiny_bart(bart_tokenizer)
+    model.compile(gradient_accumulation_steps=8)
+    with raises(ValueError, "no weight would change", "gradient_accumulation_steps=8"):
+        model.fit(SOURCES, TARGETS, batch_size=3, epochs=1, verbose=0)

@@ -737,13 +737,17 @@ class Task(distributed.DataParallel, keras.Model):
         Everything else is `keras.Model.fit`.
         """
         check_fit_arguments(cache_features, stop_on_nan, cache_memory_limit, cache_dir)
+        validation_weights = None
         if kwargs.get("validation_split") and (_is_raw_text(x) or isinstance(x, TextData)):
             if validation_data is not None:
                 raise ValueError(
                     "Got both `validation_data` and `validation_split`. Give one: "
                     "`validation_split` holds out the last texts of `x`."
                 )
-            x, y, validation_data = _split_off_validation(x, y, kwargs.pop("validation_split"))
+            x = columns_as_pairs(x)  # (texts_a, texts_b): count pairs, not columns
+            x, y, validation_data, kwargs["sample_weight"], validation_weights = _split_off_validation(
+                x, y, kwargs.pop("validation_split"), kwargs.get("sample_weight")
+            )
         if distributed.initialize():
             seed = distributed.broadcast_seed(seed)  # one batch order on every process
         if getattr(self, "optimizer", None) is None:
@@ -776,6 +780,8 @@ class Task(distributed.DataParallel, keras.Model):
             batch_size = None
             distributed.check_batch_size(data.batch_size)
         validation_data = self._validation_batches(validation_data, batch_size)
+        if validation_weights is not None:
+            _attach_sample_weight(validation_data, {"sample_weight": validation_weights})
         steps = kwargs.get("steps_per_epoch") or _length(data, batch_size)
         _check_accumulation(self.optimizer, steps, epochs - kwargs.get("initial_epoch", 0))
         cache = self._should_cache(cache_features, data, validation_data, kwargs)
@@ -1149,7 +1155,6 @@ _PRESET_ONLY_ADVICE = {
     "sequence_length": "pass it to `kt.load_backbone(preset, sequence_length=...)`",
     "truncation": "pass it to `kt.load_backbone(preset, truncation=...)`",
     "load_weights": "pass it to `kt.load_backbone(preset, load_weights=...)`",
-    "dtype": "pass it to `kt.load_backbone(preset, dtype=...)`",
 }
 
 
@@ -1177,11 +1182,11 @@ def _attach_sample_weight(data, kwargs):
     weights = kwargs.get("sample_weight")
     if weights is None or not isinstance(data, keras.utils.PyDataset):
         return
-    if not isinstance(data, TextBatches):
+    if not isinstance(data, TextBatches) or type(data).__getitem__ is not TextBatches.__getitem__:
         raise ValueError(
             f"`sample_weight` cannot go with this {type(data).__name__}: give it with raw "
-            "texts (one weight per text), or make the dataset return "
-            "`(inputs, labels, weights)` batches."
+            "texts of a sentence-level task (one weight per text), or make a dataset that "
+            "returns `(inputs, labels, weights)` batches."
         )
     try:
         weights = np.asarray(weights, dtype="float32")
@@ -1208,26 +1213,41 @@ def _describe(value):
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _split_off_validation(x, y, split):
-    """`(x, y)` without its last `split` share, and that share as
-    validation data, cut where Keras' `validation_split` cuts arrays."""
+def validation_cut(n, split):
+    """Where `validation_split` cuts `n` examples: the first `cut` train,
+    the rest validate (Keras' rule for arrays)."""
     if isinstance(split, bool) or not isinstance(split, (int, float, np.floating)) or not 0 < split < 1:
         raise ValueError(
             "Expected `validation_split` to be a share of the texts, a float between 0 and 1 "
             f"(exclusive), e.g. 0.2. Received: validation_split={split!r}"
         )
+    return int(math.floor(n * (1.0 - split)))
+
+
+def _split_off_validation(x, y, split, sample_weight=None):
+    """`(x, y, sample_weight)` without their last `split` share, that share
+    as validation data, and its weights, cut where Keras'
+    `validation_split` cuts arrays (weights go with their texts)."""
     n = len(x)
-    at = int(math.ceil(n * (1.0 - split)))
+    at = validation_cut(n, split)
     if at in (0, n):
         raise ValueError(
             f"`validation_split={split}` of {n} texts leaves "
             f"{'no texts to train on' if at == 0 else 'no texts to validate on'}. "
             "Use a share that keeps both parts non-empty, or pass `validation_data`."
         )
+    weights = None
+    if sample_weight is not None:
+        weights = np.asarray(sample_weight)
+        if weights.ndim != 1 or len(weights) != n:
+            raise ValueError(
+                f"Expected `sample_weight` to hold one number per text ({n}). Received shape {weights.shape}."
+            )
+    train_weights = None if weights is None else weights[:at]
     if isinstance(x, TextData):
         if y is not None:
             raise ValueError("`x` is a TextData that already holds its labels; do not pass `y` as well.")
-        return x[:at], None, x[at:]
+        return x[:at], None, x[at:], train_weights, None if weights is None else weights[at:]
     if y is None:
         raise ValueError(
             "`fit` got texts but no labels. Pass them as `y`, or give "
@@ -1235,7 +1255,7 @@ def _split_off_validation(x, y, split):
         )
     if len(y) != n:
         raise ValueError(f"Got {n} texts but {len(y)} labels. Give exactly one label per text.")
-    return x[:at], y[:at], (x[at:], y[at:])
+    return x[:at], y[:at], (x[at:], y[at:]), train_weights, None if weights is None else weights[at:]
 
 
 def _fresh_metrics(spec):
@@ -1361,6 +1381,12 @@ def _describe_batches(batches):
     )
 
 
+def _out_of_memory(error):
+    """Whether `error` says the device ran out of memory."""
+    text = str(error)
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text or "ALLOC_FAILED" in text
+
+
 def _device_type():
     return torch.device(get_device()).type
 
@@ -1401,8 +1427,8 @@ def _features_in_order(model, batches, verbose, storage):
             continue
         try:
             outputs = keras.ops.convert_to_numpy(model.predict_on_batch(batches.collate(rows)))
-        except torch.OutOfMemoryError:
-            if len(rows) == 1:
+        except RuntimeError as error:  # torch.cuda.OutOfMemoryError, or one from cuBLAS/cuDNN
+            if len(rows) == 1 or not _out_of_memory(error):
                 raise
             most = len(rows) // 2
             pending.appendleft(rows)

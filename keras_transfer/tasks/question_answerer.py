@@ -26,7 +26,7 @@ from keras_transfer.qa import (
     make_windows,
     plain_answers,
 )
-from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task
+from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task, _as_standard_float
 from keras_transfer.tasks.text_classifier import _check_freeze, apply_freeze, head_initializer
 
 # Large enough to zero a softmax in float32, small enough not to overflow.
@@ -432,7 +432,7 @@ class QuestionAnswerer(Task):
                 "and returns logits. For answers to raw questions, call "
                 "`model.answer(questions, contexts)`."
             )
-        return keras.Model.predict(self, x, batch_size=batch_size, **kwargs)
+        return keras.tree.map_structure(_as_standard_float, keras.Model.predict(self, x, batch_size=batch_size, **kwargs))
 
     def answer_logits(self, windows, batch_size=None):
         """Start and end logits of every window, each trimmed to its length."""

@@ -15,7 +15,8 @@ import numpy as np
 from keras_transfer import freezing
 from keras_transfer.backbones import DEFAULT_SEQUENCE_LENGTH
 from keras_transfer.metrics.regression import PearsonCorrelation, regression_report
-from keras_transfer.tasks.base import Task, _is_text_data
+from keras_transfer.preprocessing import columns_as_pairs
+from keras_transfer.tasks.base import Task, _is_raw_text, _is_text_data, validation_cut
 from keras_transfer.tasks.text_classifier import (
     _texts_and_labels,
     check_head_arguments,
@@ -298,7 +299,14 @@ class TextRegressor(Task):
         before = (scaling.mean, scaling.std)
         optimizer = getattr(self, "optimizer", None)
         steps = None if optimizer is None else int(optimizer.iterations)
-        self._learn_scale(x, y)
+        split = kwargs.get("validation_split")
+        if split and (_is_text_data(x) or (y is not None and _is_raw_text(x))):
+            # The training part's statistics, not the held-out texts'.
+            x = x if _is_text_data(x) else columns_as_pairs(x)
+            cut = validation_cut(len(x), split)
+            self._learn_scale(x[:cut], None if y is None else y[:cut])
+        else:
+            self._learn_scale(x, y)
         try:
             return super().fit(x, y, *args, **kwargs)
         except BaseException:

@@ -26,7 +26,7 @@ from keras_transfer.metrics.entities import (
     scores_from_counts,
 )
 from keras_transfer.tagging import TaggedBatches, check_tag_names, split_words
-from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task
+from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task, _as_standard_float
 from keras_transfer.tasks.text_classifier import check_head_arguments, check_label_names, head_initializer, task_from_preset
 
 
@@ -339,7 +339,7 @@ class TokenClassifier(Task):
         data, _ = self._as_batches(x, None, batch_size, shuffle=False)
         if not isinstance(data, TaggedBatches):
             return super().predict(data, batch_size=batch_size, **kwargs)
-        return data.word_outputs(lambda inputs: self.predict_on_batch(inputs))
+        return [_as_standard_float(rows) for rows in data.word_outputs(lambda inputs: self.predict_on_batch(inputs))]
 
     def _check_names(self, what):
         if self.tag_names is None:

@@ -21,7 +21,14 @@ from keras_transfer.seq2seq import (
     _check_length,
     causal_lm_class,
 )
-from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task, _EpochOrder, _is_raw_text, check_fit_arguments
+from keras_transfer.tasks.base import (
+    DEFAULT_BATCH_SIZE,
+    Task,
+    _check_accumulation,
+    _EpochOrder,
+    _is_raw_text,
+    check_fit_arguments,
+)
 
 FREEZE_OPTIONS = (False, "encoder")
 
@@ -433,6 +440,7 @@ class Translator(Task):
             callbacks.append(_EpochOrder(data))
         validation_data = self._validation_batches(validation_data, batch_size)
         steps = kwargs.get("steps_per_epoch") or len(data)
+        _check_accumulation(self.optimizer, steps, epochs - kwargs.get("initial_epoch", 0))
         self._size_schedule(steps * epochs)
         kwargs = distributed.main_process_kwargs({**kwargs, "callbacks": callbacks})
         return keras.Model.fit(
