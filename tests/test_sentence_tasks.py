@@ -823,3 +823,13 @@ def test_validation_split_learns_the_target_scale_from_the_training_part(bert_pr
     fit(model, TEXTS, TARGETS, validation_split=0.3, epochs=1)
     assert model.target_mean == pytest.approx([TARGETS[:7].mean()])
     assert model.target_std == pytest.approx([TARGETS[:7].std()])
+
+
+def test_best_threshold_of_saturated_probabilities():
+    # float32 sigmoids of logits beyond +-14: the best cut lies within 1e-6 of 1 (or 0).
+    probabilities = np.array([1.0, 1.0, 0.9999995, 0.9999993, 0.2], dtype="float32")
+    cut = _best_threshold(probabilities, np.array([1, 1, 0, 0, 0]))
+    assert 0 < cut < 1 and list(probabilities > cut) == [True, True, False, False, False]
+    probabilities = np.array([3e-7, 2e-7, 1e-8, 0.0], dtype="float32")
+    cut = _best_threshold(probabilities, np.array([1, 1, 0, 0]))
+    assert 0 < cut < 1 and list(probabilities > cut) == [True, True, False, False]

@@ -760,7 +760,7 @@ def test_bad_sample_weight(bert_model):
 
 def test_class_weight_by_label_name(bert_preset):
     losses = []
-    for class_weight in ({"neg": 1.0, "pos": 100.0}, {0: 1.0, 1: 100.0}, None):
+    for class_weight in ({"neg": 1.0, "pos": 100.0}, {0.0: 1.0, 1.0: 100.0}, None):  # ids as floats, as Keras takes
         keras.utils.set_random_seed(0)
         model = classifier(bert_preset, label_names=["neg", "pos"], num_classes=None)
         names = ["neg", "pos"]

@@ -493,7 +493,9 @@ class Task(distributed.DataParallel, keras.Model):
                         "Key it by class id (0, 1, …) or by a name in `label_names`."
                     )
                 key = names.index(key)
-            elif isinstance(key, bool) or not isinstance(key, (int, np.integer)) or (
+            elif isinstance(key, (float, np.floating)) and float(key).is_integer():
+                key = int(key)  # Keras takes 1.0 for class 1
+            if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or (
                 count is not None and not 0 <= key < count
             ):
                 raise ValueError(

@@ -376,6 +376,8 @@ def _best_threshold(probabilities, truth):
     tp = hits[counts - 1]
     f1 = 2 * tp / (counts + positives)
     below = np.append(values[1:], 0.0)
-    cuts = np.clip((values + below) / 2, 1e-6, 1 - 1e-6)
+    # Midpoints, kept inside (0, 1) without moving any that already is:
+    # saturated sigmoids (|logit| > 14) put the best cut within 1e-6 of 0 or 1.
+    cuts = np.clip((values.astype("float64") + below) / 2, np.finfo("float64").tiny, np.nextafter(1.0, 0.0))
     best = np.flatnonzero(np.isclose(f1, f1.max()))
     return float(cuts[best[np.argmin(np.abs(cuts[best] - 0.5))]])
