@@ -120,3 +120,23 @@ def test_a_new_set_of_trainable_weights_of_the_same_size_gets_its_own_copies():
     assert len(guard._copies) == 2
     for copy, variable in zip(guard._copies, second.trainable_variables):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(copy), variable.numpy())
+
+
+def test_batch_normalization_statistics_are_restored_too():
+    # The bad step also updates BatchNormalization's moving statistics,
+    # which are not trainable: they must come back with the weights.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.BatchNormalization(name="norm")(keras.layers.Dense(8)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    x = np.random.default_rng(0).random((80, 4)).astype("float32")
+    y = np.random.default_rng(1).random((80, 1)).astype("float32")
+    x[65] = np.nan  # in the 9th batch of 8
+    guard = kt.callbacks.StopOnNaN()
+    with pytest.warns(RuntimeWarning, match="restored"):
+        model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, callbacks=[guard])
+    assert guard.stopped_at == (0, 8)
+    norm = model.get_layer("norm")
+    assert np.isfinite(norm.moving_mean.numpy()).all() and np.isfinite(norm.moving_variance.numpy()).all()
+    assert np.isfinite(model.predict(x[:4], verbose=0)).all()

@@ -3,8 +3,9 @@
 Keras' `TerminateOnNaN` stops training after the step whose loss was NaN,
 but that step has already applied NaN gradients: the model it leaves
 behind predicts NaN. `StopOnNaN` keeps a copy of the trainable weights from
-before each step (one in-place copy per step into buffers allocated once)
-and puts them back when the loss turns NaN or infinite, so the model is the
+before each step (one in-place copy per step into buffers allocated once),
+with the statistics that training updates without gradients (a
+BatchNormalization layer's moving mean and variance), and puts them back when the loss turns NaN or infinite, so the model is the
 last good one. `Task.fit` adds it by default.
 """
 
@@ -65,6 +66,7 @@ class StopOnNaN(keras.callbacks.Callback):
         self._epoch = 0
         self._copies = None
         self._copied = None
+        self._variables = None
         self._last_loss = None
 
     def on_train_begin(self, logs=None):
@@ -72,6 +74,7 @@ class StopOnNaN(keras.callbacks.Callback):
         self.message = None
         self._copies = None
         self._copied = None
+        self._variables = None
         self._last_loss = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -80,10 +83,11 @@ class StopOnNaN(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if not self.restore_weights:
             return
-        variables = self.model.trainable_variables
-        copied = tuple(map(id, variables))  # a new set of trainable weights (an unfreezing) gets new buffers
+        trainable = self.model.trainable_variables
+        copied = tuple(map(id, trainable))  # a new set of trainable weights (an unfreezing) gets new buffers
         if keras.config.backend() != "torch" or self._copies is None or self._copied != copied:
-            self._copies = [keras.ops.copy(v.value) for v in variables]
+            self._variables = list(trainable) + _training_state(self.model)
+            self._copies = [keras.ops.copy(v.value) for v in self._variables]
             self._copied = copied
             return
         import torch
@@ -91,7 +95,7 @@ class StopOnNaN(keras.callbacks.Callback):
         from keras_transfer.fused_optimizer import values_of
 
         with torch.no_grad():  # in place, into buffers allocated once, in one multi-tensor copy
-            torch._foreach_copy_(self._copies, values_of(variables))
+            torch._foreach_copy_(self._copies, values_of(self._variables))
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
@@ -105,7 +109,7 @@ class StopOnNaN(keras.callbacks.Callback):
         self.model.stop_training = True
         restored = ""
         if self.restore_weights and self._copies is not None:
-            for copy, variable in zip(self._copies, self.model.trainable_variables):
+            for copy, variable in zip(self._copies, self._variables):
                 variable.assign(copy)
             _clear_non_finite(getattr(self.model, "optimizer", None))
             restored = " The weights were restored to their values before this step."
@@ -122,6 +126,20 @@ class StopOnNaN(keras.callbacks.Callback):
             "holding NaN, infinite or out-of-range values (check the data)."
         )
         warnings.warn(self.message, NonFiniteLossWarning, stacklevel=2)
+
+
+def _training_state(model):
+    """The floating-point weights that training changes without gradients:
+    the non-trainable weights of layers that train (BatchNormalization's
+    moving statistics). A frozen layer's weights never change."""
+    state = []
+    for layer in model._flatten_layers(include_self=True):
+        if layer.trainable:
+            state += [
+                v for v in getattr(layer, "_non_trainable_variables", ())
+                if "float" in str(v.dtype) and not getattr(v, "trainable", False)
+            ]
+    return state
 
 
 def _clear_non_finite(optimizer):
