@@ -232,7 +232,6 @@ def restore_frozen_layers(model, config):
     for layer in [model, *_sublayers(model)]:
         if isinstance(layer, keras_hub.models.Backbone) and layer.name in recorded and layer.trainable:
             restore_frozen_state(layer, {"trainable": True, "frozen_layers": recorded[layer.name]})
-            remember_frozen_layers(layer)
     return model
 
 
@@ -241,7 +240,9 @@ def _check_no_lora(backbone, function):
     per weight (kernels frozen, adapters training), which `freeze` and
     `unfreeze` would overwrite layer by layer, and which a reload could not
     bring back."""
-    if any(getattr(layer, "lora_enabled", False) for layer in backbone._flatten_layers(include_self=False)):
+    from keras_transfer.lora import lora_layers  # lora imports this module
+
+    if lora_layers(backbone):
         raise ValueError(
             f"LoRA is enabled on {backbone.name}: its pretrained weights are frozen and its "
             f"adapters train. `kt.{function}` would change that layer by layer (unfreezing "

@@ -121,7 +121,7 @@ def fine_tune(
     kt.plot_history(history, path="curves.png")
     ```
     """
-    from keras_transfer.tasks.base import _check_cache_storage
+    from keras_transfer.tasks.base import _check_cache_storage, no_labels_error
 
     _check_cache_storage(cache_memory_limit, cache_dir)  # before anything changes the model
     _check_epochs("head_epochs", head_epochs, 0)
@@ -170,10 +170,7 @@ def fine_tune(
             seed = distributed.broadcast_seed(seed)  # one batch order on every process
         x, y = model._as_batches(x, y, batch_size, shuffle=True, seed=seed)
         if isinstance(x, TextBatches) and x.labels is None:
-            raise ValueError(
-                "`fine_tune` got texts but no labels. Pass them as `y`, or give "
-                "a TextData with labels (for example from kt.datasets)."
-            )
+            raise no_labels_error("fine_tune")
         validation_data = model._validation_batches(validation_data, batch_size)
     watch = early_stopping and validation_data is not None
 

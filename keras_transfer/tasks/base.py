@@ -36,7 +36,7 @@ from keras_transfer import lr_finder
 from keras_transfer.callbacks.learning_rate import LearningRateLogger
 from keras_transfer.callbacks.backup import BackupAndRestore
 from keras_transfer.callbacks.numerics import StopOnNaN
-from keras_transfer.datasets.readers import TextData
+from keras_transfer.datasets.readers import TextData, _describe
 from keras_transfer.preprocessing import check_texts, columns_as_pairs
 from keras_transfer.saving import check_output_path
 from keras_transfer.optimizers import default_optimizer
@@ -479,7 +479,7 @@ class Task(distributed.DataParallel, keras.Model):
         if not isinstance(class_weight, dict):
             raise ValueError(
                 "Expected `class_weight` to be a dict from class (id or name) to weight, "
-                f"e.g. {{0: 1.0, 1: 5.0}}. Received: {_describe(class_weight)}"
+                f"e.g. {{0: 1.0, 1: 5.0}}. Received: {_describe(class_weight, 80)}"
             )
         names = getattr(self, "label_names", None)
         count = getattr(self, "num_classes", None)
@@ -761,7 +761,8 @@ class Task(distributed.DataParallel, keras.Model):
         if stop_on_nan and not any(isinstance(c, StopOnNaN) for c in getattr(given, "callbacks", given)):
             kwargs["callbacks"] = _add_callbacks(kwargs.get("callbacks"), StopOnNaN())
         data, y = self._as_batches(x, y, batch_size, shuffle=shuffle, seed=seed)
-        _attach_sample_weight(data, kwargs)
+        if _attach_sample_weight(data, kwargs.get("sample_weight")):
+            del kwargs["sample_weight"]
         if y is not None and not isinstance(data, keras.utils.PyDataset):
             y = self._check_array_labels(y)
         if kwargs.get("class_weight") is not None:
@@ -775,15 +776,12 @@ class Task(distributed.DataParallel, keras.Model):
             )
         if isinstance(data, TextBatches):
             if data.labels is None:
-                raise ValueError(
-                    "`fit` got texts but no labels. Pass them as `y`, or give "
-                    "a TextData with labels (for example from kt.datasets)."
-                )
+                raise no_labels_error("fit")
             batch_size = None
             distributed.check_batch_size(data.batch_size)
         validation_data = self._validation_batches(validation_data, batch_size)
         if validation_weights is not None:
-            _attach_sample_weight(validation_data, {"sample_weight": validation_weights})
+            _attach_sample_weight(validation_data, validation_weights)
         steps = kwargs.get("steps_per_epoch") or _length(data, batch_size)
         _check_accumulation(self.optimizer, steps, epochs - kwargs.get("initial_epoch", 0))
         cache = self._should_cache(cache_features, data, validation_data, kwargs)
@@ -920,7 +918,7 @@ class Task(distributed.DataParallel, keras.Model):
                     "or a TextData with labels."
                 )
             if weights:
-                _attach_sample_weight(batches, {"sample_weight": weights[0]})
+                _attach_sample_weight(batches, weights[0])
         return batches
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
@@ -931,7 +929,8 @@ class Task(distributed.DataParallel, keras.Model):
         """
         distributed.initialize()
         data, y = self._as_batches(x, y, batch_size, shuffle=False)
-        _attach_sample_weight(data, kwargs)
+        if _attach_sample_weight(data, kwargs.get("sample_weight")):
+            del kwargs["sample_weight"]
         if y is not None and not isinstance(data, keras.utils.PyDataset):
             y = self._check_array_labels(y)
         if isinstance(data, TextBatches):
@@ -1178,12 +1177,12 @@ def _explaining_text_in_batches():
         ) from error
 
 
-def _attach_sample_weight(data, kwargs):
-    """Moves `kwargs["sample_weight"]` into the `TextBatches` `data` (Keras
-    takes no `sample_weight` beside a dataset): one weight per text."""
-    weights = kwargs.get("sample_weight")
+def _attach_sample_weight(data, weights):
+    """Gives the `TextBatches` `data` one weight per text, served with its
+    batches (Keras takes no `sample_weight` beside a dataset); returns
+    whether it did. Arrays and `None` weights are left to Keras."""
     if weights is None or not isinstance(data, keras.utils.PyDataset):
-        return
+        return False
     if not isinstance(data, TextBatches) or type(data).__getitem__ is not TextBatches.__getitem__:
         raise ValueError(
             f"`sample_weight` cannot go with this {type(data).__name__}: give it with raw "
@@ -1194,7 +1193,7 @@ def _attach_sample_weight(data, kwargs):
         weights = np.asarray(weights, dtype="float32")
     except (TypeError, ValueError):
         raise ValueError(
-            f"Expected `sample_weight` to be one number per text. Received: {_describe(weights)}"
+            f"Expected `sample_weight` to be one number per text. Received: {_describe(weights, 80)}"
         ) from None
     if weights.ndim != 1 or len(weights) != len(data.packed):
         raise ValueError(
@@ -1207,12 +1206,7 @@ def _attach_sample_weight(data, kwargs):
             f"`sample_weight[{index}]` is {weights[index]}: weights must be finite and 0 or more."
         )
     data.sample_weight = weights
-    del kwargs["sample_weight"]
-
-
-def _describe(value):
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return True
 
 
 def validation_cut(n, split):
@@ -1224,6 +1218,14 @@ def validation_cut(n, split):
             f"(exclusive), e.g. 0.2. Received: validation_split={split!r}"
         )
     return int(math.floor(n * (1.0 - split)))
+
+
+def no_labels_error(call):
+    """The error for texts given to `call` (`fit`, `fine_tune`) without labels."""
+    return ValueError(
+        f"`{call}` got texts but no labels. Pass them as `y`, or give "
+        "a TextData with labels (for example from kt.datasets)."
+    )
 
 
 def _split_off_validation(x, y, split, sample_weight=None):
@@ -1251,10 +1253,7 @@ def _split_off_validation(x, y, split, sample_weight=None):
             raise ValueError("`x` is a TextData that already holds its labels; do not pass `y` as well.")
         return x[:at], None, x[at:], train_weights, None if weights is None else weights[at:]
     if y is None:
-        raise ValueError(
-            "`fit` got texts but no labels. Pass them as `y`, or give "
-            "a TextData with labels (for example from kt.datasets)."
-        )
+        raise no_labels_error("fit")
     if len(y) != n:
         raise ValueError(f"Got {n} texts but {len(y)} labels. Give exactly one label per text.")
     return x[:at], y[:at], (x[at:], y[at:]), train_weights, None if weights is None else weights[at:]
