@@ -376,8 +376,15 @@ def _best_threshold(probabilities, truth):
     tp = hits[counts - 1]
     f1 = 2 * tp / (counts + positives)
     below = np.append(values[1:], 0.0)
-    # Midpoints, kept inside (0, 1) without moving any that already is:
-    # saturated sigmoids (|logit| > 14) put the best cut within 1e-6 of 0 or 1.
-    cuts = np.clip((values.astype("float64") + below) / 2, np.finfo("float64").tiny, np.nextafter(1.0, 0.0))
+    # Midpoints as float32, the precision the probabilities and Keras' F1
+    # metric compare in: a midpoint of two neighbouring float32 values
+    # rounds to one of them, so it is pulled below the upper one (a cut
+    # equal to the lower value still separates them: "yes" is `p > cut`).
+    # No other clipping: saturated sigmoids (|logit| > 14) put the best
+    # cut within 1e-6 of 0 or 1.
+    upper = values.astype("float32")
+    cuts = ((values.astype("float64") + below) / 2).astype("float32")
+    cuts = np.where(cuts >= upper, np.nextafter(upper, np.float32(0)), cuts)
+    cuts = np.clip(cuts, np.finfo("float32").tiny, np.nextafter(np.float32(1), np.float32(0)))
     best = np.flatnonzero(np.isclose(f1, f1.max()))
     return float(cuts[best[np.argmin(np.abs(cuts[best] - 0.5))]])
