@@ -85,6 +85,23 @@ def _looks_like_path(preset):
     )
 
 
+def no_preset_directory(preset, path, advice):
+    """The error for a `preset` path that is no directory; a file that
+    `model.save` or `save_weights` wrote is named as such, with its loader."""
+    name = path.name.lower()
+    if path.is_file() and name.endswith(".keras"):
+        advice = (
+            "It is a saved model (`model.save`), not a preset: load it with "
+            f"`kt.load_model({str(path)!r})`."
+        )
+    elif path.is_file() and name.endswith((".weights.h5", ".h5")):
+        advice = (
+            "It is a weights file (`save_weights`), not a preset: build the same "
+            f"model and call `model.load_weights({str(path)!r})`."
+        )
+    return FileNotFoundError(f"No preset directory at {preset!r}. {advice}")
+
+
 def _check_preset_name(preset):
     registry = keras_hub.models.Backbone.presets
     if preset not in registry:
@@ -372,9 +389,8 @@ def load_backbone(
     elif "://" in preset:
         pass
     elif _looks_like_path(preset) or path.exists():
-        raise FileNotFoundError(
-            f"No preset directory at {preset!r}. Check the path, or give a "
-            "KerasHub preset name such as 'bert_base_en_uncased'."
+        raise no_preset_directory(
+            preset, path, "Check the path, or give a KerasHub preset name such as 'bert_base_en_uncased'."
         )
     else:
         _check_preset_name(preset)

@@ -197,6 +197,14 @@ def _predict(args):
     if not texts:
         raise SystemExit("error: no texts to classify: pass them as arguments or on stdin")
     model = kt.load_model(args.model)
+    if not isinstance(model, kt.TextClassifier) or isinstance(model, kt.TextPairClassifier):
+        # The softmax below fits a single-text classifier only: a regressor
+        # has no classes, and a multi-label model's scores are independent.
+        raise ValueError(
+            f"`keras-transfer predict` classifies single texts with a TextClassifier (what "
+            f"`keras-transfer fit` saves), but {args.model!r} holds a {type(model).__name__}. "
+            f"Use it from Python: `model = kt.load_model({args.model!r})`, then its own methods."
+        )
     logits = model.predict(texts, verbose=0)
     probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities /= probabilities.sum(axis=-1, keepdims=True)

@@ -273,6 +273,16 @@ def freeze(model):
     return backbone
 
 
+def check_embeddings_flag(embeddings):
+    """Refuses an `embeddings` flag that is not True or False: any string,
+    `"no"` and `"false"` included, is truthy and would train the
+    embeddings without a word."""
+    if not isinstance(embeddings, (bool, np.bool_)):
+        raise ValueError(
+            f"Expected `embeddings` to be True or False. Received: embeddings={embeddings!r}"
+        )
+
+
 def unfreeze(model, top=None, embeddings=False):
     """Makes a backbone trainable again, whole or only its top blocks.
 
@@ -294,6 +304,7 @@ def unfreeze(model, top=None, embeddings=False):
     ```
     """
     _check_layer(model, "unfreeze")
+    check_embeddings_flag(embeddings)
     backbone = _backbone_of(model)
     _check_no_lora(backbone, "unfreeze")
     if top is None:

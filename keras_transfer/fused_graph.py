@@ -144,6 +144,11 @@ def _freeing_run_through_graph(self, inputs, operation_fn=lambda op: op, call_fn
     MiniLM forward pass. Here a tensor is dropped once the last node that
     reads it has run; the nodes run in Keras' order and the outputs are
     the same objects.
+
+    A symbolic run (`keras.models.clone_model`, whose `operation_fn`
+    clones each layer; the long road of `compute_output_spec`) is Keras'
+    own: nothing is freed there, and its `operation_fn` is not the
+    functional call's, which the direct path assumes.
     """
     if torch.compiler.is_compiling():
         # Traced: masks are made afresh (`fused._memoized_mask`), and a
@@ -161,9 +166,12 @@ def _freeing_run_through_graph(self, inputs, operation_fn=lambda op: op, call_fn
 
 def _run_nodes(self, inputs, operation_fn, call_fn):
     """`_freeing_run_through_graph`'s body."""
+    flat_inputs = tree.flatten(inputs)
+    if flat_inputs and isinstance(flat_inputs[0], KerasTensor):
+        return type(self)._run_through_graph(self, inputs, operation_fn, call_fn)
     steps, uses, keep = _graph_plan(self)
     tensor_dict = {}
-    for x, y in zip(self.inputs, tree.flatten(inputs)):
+    for x, y in zip(self.inputs, flat_inputs):
         tensor_dict[id(x)] = y
     remaining = dict(uses)
     injected = operation_fn(_ContextProbe())()  # the `training` Functional.call passes on

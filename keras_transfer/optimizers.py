@@ -13,6 +13,7 @@ trainable after it was built (gradual unfreezing), keeping the state it
 has for the others.
 """
 
+import math
 import numbers
 
 import keras
@@ -89,6 +90,12 @@ class LayerwiseAdamW(keras.optimizers.AdamW):
         **kwargs,
     ):
         if _is_number(learning_rate):
+            if not 0 <= learning_rate < math.inf:
+                # Keras takes it: a negative rate climbs the loss, without a word.
+                raise ValueError(
+                    "Expected `learning_rate` to be a finite number >= 0 or a schedule. "
+                    f"Received: learning_rate={learning_rate!r}"
+                )
             learning_rate = float(learning_rate)  # a NumPy number too, as a plain float in the config
         super().__init__(learning_rate=learning_rate, weight_decay=_check_weight_decay(weight_decay), **kwargs)
         multipliers = dict(multipliers or {})

@@ -37,6 +37,15 @@ def _as_dict(history):
     if hasattr(history, "history") and isinstance(history.history, dict):
         return history.history
     if isinstance(history, dict):
+        single = next((k for k, v in history.items() if isinstance(v, str) or not hasattr(v, "__len__")), None)
+        if single is not None:
+            # `{"loss": 0.5}` (what `evaluate(..., return_dict=True)` returns)
+            # holds one value, not a curve: `len` would fail below.
+            raise ValueError(
+                f"Expected a list of values per epoch for each log; {single!r} holds one "
+                f"value ({history[single]!r}). Pass the History `fit` returns (or its "
+                "`.history`), not the results of `evaluate`."
+            )
         return history
     raise ValueError(
         "Expected the History returned by `fit` (or its `.history` dict). "

@@ -245,6 +245,19 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
     ```
     """
 
+    @classmethod
+    def from_preset(cls, preset, **kwargs):
+        """Refused with the way to get one: KerasHub's `from_preset` looks
+        for a preprocessor class registered for the preset's backbone, and
+        none is (this one serves every family), so it fails with "Unable to
+        find a subclass of TextPreprocessor" after reading the preset."""
+        raise ValueError(
+            "kt.TextPreprocessor has no `from_preset`. Load it with its backbone: "
+            f"`backbone, preprocessor = kt.load_backbone({preset!r}, sequence_length=128)` "
+            "(a task's `from_preset` attaches it as `model.preprocessor`), or build it from "
+            "a tokenizer: `kt.TextPreprocessor(tokenizer, backbone_class=\"BertBackbone\")`."
+        )
+
     def __init__(
         self,
         tokenizer,

@@ -45,6 +45,16 @@ def load_model(filepath, custom_objects=None, compile=True):
         compile: restore the optimizer, loss and metrics. Defaults to
             `True`.
     """
+    if not isinstance(filepath, (str, os.PathLike)):
+        raise ValueError(
+            "Expected `filepath` to be the path of a `.keras` file (a string or a "
+            f"pathlib.Path). Received: {filepath!r}"
+        )
+    if custom_objects is not None and not isinstance(custom_objects, dict):
+        raise ValueError(
+            "Expected `custom_objects` to be a dict from class name to class, e.g. "
+            f"{{'MyLayer': MyLayer}}. Received: {custom_objects!r}"
+        )
     path = pathlib.Path(os.fspath(filepath)).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"No saved model at {str(path)!r}. Check the path.")
@@ -52,15 +62,35 @@ def load_model(filepath, custom_objects=None, compile=True):
         raise ValueError(
             f"kt.load_model reads `.keras` files (written by `model.save(\"name.keras\")`). "
             f"Received: {str(path)!r}. For a preset directory use "
-            "`kt.load_backbone(path)`."
+            "`kt.load_backbone(path)`"
+            + (
+                "; a weights file (`save_weights`) goes into the same model, built "
+                "again: `model.load_weights(path)`."
+                if path.name.lower().endswith(".h5")
+                else "."
+            )
         )
     if not zipfile.is_zipfile(path):
         raise ValueError(
             f"{str(path)!r} is not a valid `.keras` file (not a zip archive): "
             "it may be truncated or corrupted. Save the model again."
         )
-    with zipfile.ZipFile(path) as archive:
-        config = json.loads(archive.read("config.json"))
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (KeyError, ValueError, zipfile.BadZipFile) as error:
+        # A zip archive, but not one `model.save` wrote (or a damaged one):
+        # no config.json in it, or one that is not JSON.
+        raise ValueError(
+            f"{str(path)!r} is not a valid `.keras` file: it is a zip archive, but "
+            f"its config.json is missing or unreadable ({error}). Give a file written "
+            "by `model.save(\"name.keras\")`, or save the model again."
+        ) from None
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"{str(path)!r} is not a valid `.keras` file: its config.json holds no model "
+            "config. Give a file written by `model.save(\"name.keras\")`, or save the model again."
+        )
     if hasattr(_registered_class(config), "backbone"):
         # keras_transfer tasks restore their frozen state while they are
         # built, before Keras compiles them and loads the optimizer.

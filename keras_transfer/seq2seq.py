@@ -119,6 +119,17 @@ class Seq2SeqPreprocessor(keras_hub.models.Preprocessor):
     ```
     """
 
+    @classmethod
+    def from_preset(cls, preset, **kwargs):
+        """Refused with the way to get one (KerasHub's `from_preset` finds
+        no preprocessor class registered for the backbone and says only
+        "Unable to find a subclass of Seq2SeqPreprocessor")."""
+        raise ValueError(
+            "kt.Seq2SeqPreprocessor has no `from_preset`. `kt.Translator.from_preset("
+            f"{preset!r})` builds one and attaches it as `model.preprocessor`; or build it "
+            "from a tokenizer: `kt.Seq2SeqPreprocessor(tokenizer, \"BartBackbone\")`."
+        )
+
     def __init__(
         self,
         tokenizer,

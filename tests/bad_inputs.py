@@ -88,7 +88,7 @@ def run_case(case, context):
         try:
             case.run(context)
             outcome = (None, "")
-        except Exception as error:  # the point: capture whatever it raises
+        except (Exception, SystemExit) as error:  # the point: capture whatever it raises (the CLI exits)
             outcome = (type(error), context.normalize(str(error)))
         context.outcomes[case.id] = outcome
     return context.outcomes[case.id]
@@ -244,6 +244,27 @@ def _conll_word_without_tag(c):
     _kt().datasets.read_conll(path)
 
 
+def _zip_without_config(c):
+    path = c.path("zip_without_config", "model.keras")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "not a model")
+    _kt().load_model(path)
+
+
+def _cli_predict_regressor(c):
+    from keras_transfer import cli
+
+    path = c.path("cli_predict_regressor", "regressor.keras")
+    _kt().TextRegressor.from_preset(c.bert_preset, sequence_length=16).save(path)
+    cli.main(["predict", "--model", str(path), "a good film"])
+
+
+def _backup_dir_is_file(c):
+    path = c.path("backup_dir_is_file", "notes.txt")
+    path.write_text("not a folder")
+    _kt().callbacks.BackupAndRestore(path)
+
+
 CASES = [
     # Presets and checkpoints
     Case("unknown_preset", "unknown preset name",
@@ -295,6 +316,12 @@ CASES = [
     Case("misspelt_argument", "a misspelt model argument (droput=0.5)",
          lambda c: c.new_model(droput=0.5), TypeError,
          ("unexpected keyword argument 'droput'", "did you mean 'dropout'")),
+    Case("unfreeze_embeddings_string", "kt.unfreeze(model, top=1, embeddings='no')",
+         lambda c: _kt().unfreeze(c.new_model(), top=1, embeddings="no"), ValueError,
+         ("True or False", "embeddings='no'")),
+    Case("preprocessor_from_preset", "kt.TextPreprocessor.from_preset(preset)",
+         lambda c: _kt().TextPreprocessor.from_preset(c.bert_preset), ValueError,
+         ("has no `from_preset`", "kt.load_backbone(")),
     Case("numpy_integers", "NumPy integers as counts (num_classes=np.int64(2), batch_size=np.int64(4))",
          lambda c: c.new_model(num_classes=np.int64(2), freeze=np.int64(1))
          .fit(TEXTS, LABELS, batch_size=np.int64(4), verbose=0), None,
@@ -312,6 +339,8 @@ CASES = [
          lambda c: c.model.predict(["good", ("good", "film")], verbose=0), ValueError, ("Mixed single texts",)),
     Case("bad_pair", "a text 'pair' of three texts",
          lambda c: c.model.predict([("a", "b", "c")], verbose=0), ValueError, ("text pair must be two strings",)),
+    Case("none_texts", "predict(None)",
+         lambda c: c.model.predict(None, verbose=0), ValueError, ("`predict` got no data", "`x` is None")),
     Case("empty_texts", "an empty list of texts",
          lambda c: c.model.fit([], [], verbose=0), ValueError, ("is empty",)),
     Case("empty_text_data", "an empty split (a TextData with no examples)",
@@ -335,6 +364,11 @@ CASES = [
          lambda c: c.model.fit(TEXTS, [0.5] * 10, verbose=0), ValueError, ("Expected integer class ids", "regression")),
     Case("nan_labels", "a NaN label",
          lambda c: c.model.fit(TEXTS, [math.nan] + [0.0] * 9, verbose=0), ValueError, ("Expected integer class ids",)),
+    Case("single_label_value", "one label value for all the texts: fit(texts, 1)",
+         lambda c: c.model.fit(TEXTS, 1, verbose=0), ValueError, ("one label per text", "single value: 1")),
+    Case("label_names_string_in_data", "kt.datasets.from_lists(..., label_names='neg,pos')",
+         lambda c: _kt().datasets.from_lists(["good", "bad"], ["pos", "neg"], label_names="neg,pos"), ValueError,
+         ("a single string", "label_names=['neg', 'pos']")),
     Case("one_hot_labels", "one-hot labels",
          lambda c: c.model.fit(TEXTS, np.eye(2)[LABELS], verbose=0), ValueError, ("argmax",)),
     Case("non_utf8_csv", "a CSV file that is not UTF-8",
@@ -352,6 +386,9 @@ CASES = [
     Case("validation_without_labels", "validation_data of texts without labels",
          lambda c: c.model.fit(TEXTS, LABELS, validation_data=(TEXTS, None), verbose=0), ValueError,
          ("`validation_data` holds texts but no labels",)),
+    Case("validation_texts_only", "validation_data=texts (a list of texts, no labels)",
+         lambda c: c.model.fit(TEXTS, LABELS, validation_data=TEXTS, verbose=0), ValueError,
+         ("`validation_data` holds texts but no labels",)),
     Case("labels_beside_token_ids", "a label out of range beside token-id inputs",
          lambda c: c.model.fit(c.model.preprocessor(TEXTS), np.arange(10) % 3, verbose=0), ValueError,
          ("outside 0..1",)),
@@ -361,6 +398,21 @@ CASES = [
     # Training options
     Case("bad_batch_size", "batch_size=-1",
          lambda c: c.model.fit(TEXTS, LABELS, batch_size=-1, verbose=0), ValueError, ("positive integer", "batch_size=-1")),
+    Case("negative_epochs", "fit with epochs=-1",
+         lambda c: c.model.fit(TEXTS, LABELS, epochs=-1, verbose=0), ValueError, ("`epochs`", "epochs=-1")),
+    Case("fractional_epochs", "fit with epochs=1.5",
+         lambda c: c.model.fit(TEXTS, LABELS, epochs=1.5, verbose=0), ValueError, ("whole number", "epochs=1.5")),
+    Case("callback_class", "a callback class instead of an instance: callbacks=[StopOnNaN]",
+         lambda c: c.model.fit(TEXTS, LABELS, callbacks=[_kt().callbacks.StopOnNaN], verbose=0), ValueError,
+         ("`callbacks[0]`", "make one with `StopOnNaN()`")),
+    Case("callback_name", "a callback given by name: callbacks=['early_stopping']",
+         lambda c: c.model.fit(TEXTS, LABELS, callbacks=["early_stopping"], verbose=0), ValueError,
+         ("'early_stopping'", "not a Keras callback")),
+    Case("single_callback", "one callback not in a list: callbacks=StopOnNaN()",
+         lambda c: c.new_model().fit(TEXTS, LABELS, callbacks=_kt().callbacks.StopOnNaN(), verbose=0), None,
+         note="works, as in Keras: one callback alone is taken as a list of one"),
+    Case("backup_dir_is_file", "BackupAndRestore on a path that is a file",
+         _backup_dir_is_file, ValueError, ("is a file", "directory")),
     Case("bad_cache_features", "cache_features='yes'",
          lambda c: c.model.fit(TEXTS, LABELS, cache_features="yes", verbose=0), ValueError, ("'auto', True or False",)),
     Case("bad_cache_memory_limit", "cache_memory_limit='2GB'",
@@ -404,6 +456,12 @@ CASES = [
          lambda c: c.new_model(num_classes=None, label_names=["neg", "pos"])
          .fit(TEXTS, LABELS, class_weight={"good": 2.0}, verbose=0), ValueError,
          ("names the class 'good'", "['neg', 'pos']")),
+    Case("negative_class_weight", "a negative class_weight",
+         lambda c: c.model.fit(TEXTS, LABELS, class_weight={0: -1.0, 1: 1.0}, verbose=0), ValueError,
+         ("weight -1.0", "0 or more")),
+    Case("layerwise_negative_rate", "kt.optimizers.LayerwiseAdamW(learning_rate=-1e-3)",
+         lambda c: _kt().optimizers.LayerwiseAdamW(learning_rate=-1e-3), ValueError,
+         ("`learning_rate`", ">= 0")),
     Case("bad_seed", "a negative shuffling seed",
          lambda c: c.model.fit(TEXTS, LABELS, seed=-1, verbose=0), ValueError, ("non-negative integer", "seed=-1")),
     Case("corrupt_backup", "resuming from a corrupted backup",
@@ -442,6 +500,11 @@ CASES = [
     Case("save_h5", "saving a task model to .h5",
          lambda c: c.model.save(c.path("save_h5", "model.h5")), ValueError,
          ("saves to a `.keras` file", "save_weights")),
+    Case("save_to_none", "model.save(None)",
+         lambda c: c.model.save(None), ValueError, ("Expected a file path", "Received: None")),
+    Case("plot_evaluate_results", "plot_history on evaluate's results ({'loss': 0.5, ...})",
+         lambda c: _kt().plot_history({"loss": 0.5, "accuracy": 0.7}), ValueError,
+         ("holds one value", "not the results of `evaluate`")),
     Case("plot_into_missing_folder", "plot_history into a folder that does not exist",
          lambda c: _kt().plot_history({"loss": [1.0, 0.5]}, path=c.root / "no" / "curves.png"), FileNotFoundError,
          ("does not exist", "Create it first")),
@@ -449,12 +512,21 @@ CASES = [
          lambda c: _kt().load_model(c.root / "missing.keras"), FileNotFoundError, ("No saved model at",)),
     Case("not_a_keras_file", "loading a file that is not .keras",
          lambda c: _kt().load_model(c.bert_preset + "/config.json"), ValueError, ("reads `.keras` files",)),
+    Case("load_model_none", "kt.load_model(None)",
+         lambda c: _kt().load_model(None), ValueError, ("Expected `filepath`", "Received: None")),
+    Case("custom_objects_list", "custom_objects as a list of classes",
+         lambda c: _kt().load_model(c.saved_model("custom_objects_list"), custom_objects=[_kt().TextClassifier]),
+         ValueError, ("Expected `custom_objects` to be a dict",)),
+    Case("zip_without_config", "loading a zip archive named .keras that model.save did not write",
+         _zip_without_config, ValueError, ("not a valid `.keras` file", "config.json")),
     Case("corrupted_keras", "loading a corrupted .keras file",
          _corrupt_keras_file, ValueError, ("not a valid `.keras` file", "Save the model again")),
     Case("truncated_keras", "loading a truncated .keras file (a save killed half-way)",
          _truncated_keras_file, ValueError, ("not a valid `.keras` file",)),
     Case("lambda_layer", "loading a .keras file with a Lambda layer (code)",
          _keras_file_with_lambda, ValueError, ("safe_mode",)),
+    Case("cli_predict_regressor", "keras-transfer predict with a saved TextRegressor",
+         _cli_predict_regressor, SystemExit, ("classifies single texts with a TextClassifier", "TextRegressor")),
     Case("other_backend", "loading a .keras file saved by another backend",
          _other_backend, None,
          note="works: the .keras format is backend-neutral (Keras records no backend in it)"),

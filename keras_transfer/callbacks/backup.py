@@ -118,6 +118,19 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                 "Expected `save_freq` to be 'epoch' or a positive number of "
                 f"batches. Received: save_freq={save_freq!r}"
             )
+        if not isinstance(backup_dir, (str, os.PathLike)):
+            raise ValueError(
+                "Expected `backup_dir` to be the path of a directory (a string or a "
+                f"pathlib.Path) for the backup. Received: backup_dir={backup_dir!r}"
+            )
+        if os.path.isfile(backup_dir):
+            # Checked here, not at the first save (a FileExistsError from
+            # `os.makedirs`, after the first epoch's work).
+            raise ValueError(
+                f"`backup_dir` {os.fspath(backup_dir)!r} is a file; the backup needs a "
+                "directory of its own. Give a path that does not exist yet (it is created) "
+                "or an existing directory."
+            )
         super().__init__(
             os.fspath(backup_dir),
             save_freq=save_freq,

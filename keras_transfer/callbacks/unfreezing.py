@@ -80,6 +80,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
                 "Expected `max_blocks` to be a positive integer or None (all "
                 f"blocks). Received: max_blocks={max_blocks!r}"
             )
+        freezing.check_embeddings_flag(embeddings)
         self.every = every
         self.unit = unit
         self.max_blocks = max_blocks

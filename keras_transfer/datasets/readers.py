@@ -382,6 +382,18 @@ def _names_to_multi_hot(labels, label_names, source):
     return multi_hot, label_names
 
 
+def _check_label_names_not_string(label_names):
+    """Refuses `label_names="neg,pos"` before anything reads it: a string
+    would be taken as its characters ("known names ['n', 'e', 'g', ...]",
+    "a sub-folder for class 'n'")."""
+    if isinstance(label_names, str):
+        raise ValueError(
+            "expected `label_names` to be a list of str. Received: "
+            f"label_names={_describe(label_names)}, a single string. "
+            "Fix: pass e.g. label_names=['neg', 'pos']."
+        )
+
+
 def from_lists(texts, labels=None, label_names=None, source="<in memory>"):
     """Build a `TextData` from Python lists.
 
@@ -413,6 +425,13 @@ def from_lists(texts, labels=None, label_names=None, source="<in memory>"):
     >>> data.labels.tolist(), data.label_names
     ([[1, 0], [0, 1], [0, 0]], ['action', 'romance'])
     """
+    _check_label_names_not_string(label_names)
+    if isinstance(labels, str):
+        raise ValueError(
+            "expected `labels` to hold one label per text. Received: "
+            f"labels={_describe(labels)}, a single string (source={source}). "
+            "Fix: pass a list, e.g. `[label] * len(texts)`."
+        )
     if labels is None or (
         isinstance(labels, np.ndarray) and labels.dtype.kind in "biuf"
     ):
@@ -727,6 +746,7 @@ def read_folder(path, label_names=None, extensions=(".txt",), encoding="utf-8"):
             matching files, or a file cannot be decoded.
     """
     path = _check_path(path, what="folder")
+    _check_label_names_not_string(label_names)
     if isinstance(extensions, str):
         extensions = (extensions,)
     extensions = tuple(extension.lower() for extension in extensions)

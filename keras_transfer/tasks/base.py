@@ -72,6 +72,20 @@ def _is_raw_text(x):
     return False
 
 
+def _refuse_raw_text(call, args, kwargs):
+    """Raises for raw texts given to an on-batch call, which runs one batch
+    of token ids as Keras' does (Keras would say the model "received 10
+    input tensors", one per text)."""
+    x = args[0] if args else kwargs.get("x")
+    if _is_raw_text(x) or isinstance(x, str):
+        raise ValueError(
+            f"`{call}` takes one batch of token ids, as Keras' does, not raw texts. "
+            f"Pass `model.preprocessor(texts)`: `model.{call}(model.preprocessor(texts)"
+            + (")`" if call == "predict_on_batch" else ", labels)`")
+            + ", or give the texts to `fit`, `evaluate` or `predict`, which batch them for you."
+        )
+
+
 def _is_text_data(x):
     return hasattr(x, "texts") and hasattr(x, "labels")
 
@@ -94,7 +108,11 @@ class Task(distributed.DataParallel, keras.Model):
 
     def __init__(self, *args, backbone=None, preprocessor=None, frozen_state=None, lora=None, **kwargs):
         _check_keyword_arguments(type(self), kwargs)
+        # Keras' functional `Model` drops `dtype` and takes the global policy.
+        dtype = kwargs.pop("dtype", None)
         super().__init__(*args, **kwargs)
+        if dtype is not None:
+            self.dtype_policy = dtype
         self._initialized = True
         self.backbone = backbone
         self.preprocessor = preprocessor
@@ -132,12 +150,18 @@ class Task(distributed.DataParallel, keras.Model):
     # The on-batch calls read `metrics` around their step as well (resetting
     # and reporting them): one walk for the whole call instead of three.
     def train_on_batch(self, *args, **kwargs):
+        _refuse_raw_text("train_on_batch", args, kwargs)
         with self._step_cache():
             return super().train_on_batch(*args, **kwargs)
 
     def test_on_batch(self, *args, **kwargs):
+        _refuse_raw_text("test_on_batch", args, kwargs)
         with self._step_cache():
             return super().test_on_batch(*args, **kwargs)
+
+    def predict_on_batch(self, *args, **kwargs):
+        _refuse_raw_text("predict_on_batch", args, kwargs)
+        return super().predict_on_batch(*args, **kwargs)
 
     def _clear_losses(self):
         """Keras' `_clear_losses` (run before each outermost call), without its recursion.
@@ -448,6 +472,7 @@ class Task(distributed.DataParallel, keras.Model):
             )
         x = columns_as_pairs(x, name)  # (texts_a, texts_b): pairs, as the pair task reads them
         if y is not None:
+            check_one_label_per_text(y, "y" if name == "x" else f"{name} labels")
             y = self._check_labels(y, name="y" if name == "x" else f"{name} labels")
             if len(y) != len(x):
                 raise ValueError(
@@ -504,6 +529,18 @@ class Task(distributed.DataParallel, keras.Model):
                 )
             if int(key) in by_id:
                 raise ValueError(f"`class_weight` gives class {int(key)} two weights (by id and by name).")
+            if (
+                isinstance(weight, bool)
+                or not isinstance(weight, (int, float, np.integer, np.floating))
+                or not math.isfinite(weight)
+                or weight < 0
+            ):
+                # Keras takes any value and trains on it: a negative weight
+                # climbs that class's loss, a NaN one makes every loss NaN.
+                raise ValueError(
+                    f"`class_weight` gives class {key!r} the weight {weight!r}: weights must be "
+                    "finite numbers, 0 or more (as `sample_weight`'s), e.g. {0: 1.0, 1: 5.0}."
+                )
             by_id[int(key)] = weight
         return by_id
 
@@ -739,6 +776,10 @@ class Task(distributed.DataParallel, keras.Model):
         Everything else is `keras.Model.fit`.
         """
         check_fit_arguments(cache_features, stop_on_nan, cache_memory_limit, cache_dir)
+        check_epochs(epochs)
+        check_data_given(x, "fit")
+        if "callbacks" in kwargs:
+            kwargs["callbacks"] = callback_list(kwargs["callbacks"])
         validation_weights = None
         if kwargs.get("validation_split") and (_is_raw_text(x) or isinstance(x, TextData)):
             if validation_data is not None:
@@ -755,6 +796,7 @@ class Task(distributed.DataParallel, keras.Model):
         if getattr(self, "optimizer", None) is None:
             self.compile()
         self._check_optimizer_knows_variables()
+        check_rate_callbacks(self.optimizer, kwargs.get("callbacks"))
         lora_lib.reseed_adapters(self)
         distributed.sync_model(self)
         given = kwargs.get("callbacks") or []
@@ -862,9 +904,16 @@ class Task(distributed.DataParallel, keras.Model):
         verbose = kwargs.get("verbose", "auto")
         if verbose:
             plan = _feature_plan(data)
+            # The validation texts get a second progress bar: say what it is.
+            then = ""
+            if validation_data is not None:
+                count = len(validation_data.packed)
+                then = f", then for the {count} validation text{'s' if count != 1 else ''}"
             print(
-                f"Frozen backbone: computing its features once for {len(data.packed)} texts, "
-                f"in {len(plan)} batches sorted by length ({padding_share(data.lengths, plan):.1%} padding)."
+                f"Frozen backbone: computing its features once for {len(data.packed)} "
+                f"text{'s' if len(data.packed) != 1 else ''}, in {len(plan)} "
+                f"batch{'es' if len(plan) != 1 else ''} sorted by length "
+                f"({padding_share(data.lengths, plan):.1%} padding){then}."
             )
         x = self._features(data, verbose, storage)
         validation = None
@@ -889,7 +938,10 @@ class Task(distributed.DataParallel, keras.Model):
         self._size_schedule(steps * epochs if steps else None)
         # The same batches, in the same order, as training on the texts.
         batches = distributed.shard(_FeatureBatches(x, data))
-        kwargs["callbacks"] = _add_callbacks(kwargs.get("callbacks"), _EpochOrder(data))
+        # `model.stop_training = True` (from a callback holding the model)
+        # stops the head's fit, as it stops Keras' on the model itself.
+        self.stop_training = False
+        kwargs["callbacks"] = _add_callbacks(kwargs.get("callbacks"), _EpochOrder(data), _StopWith(self))
         history = head.fit(
             batches,
             epochs=epochs,
@@ -897,6 +949,8 @@ class Task(distributed.DataParallel, keras.Model):
             shuffle=False,
             **kwargs,
         )
+        # As after Keras' fit, `stop_training` says whether a callback stopped it.
+        self.stop_training = head.stop_training
         self.history = history
         return history
 
@@ -906,17 +960,18 @@ class Task(distributed.DataParallel, keras.Model):
         weights = None
         if _is_text_data(validation_data):
             batches = self._as_batches(validation_data, None, batch_size, False, "validation_data")[0]
-        elif isinstance(validation_data, tuple) and len(validation_data) in (2, 3) and _is_raw_text(validation_data[0]):
+        elif _is_texts_and_labels(validation_data):
             texts, labels, *weights = validation_data
             batches = self._as_batches(texts, labels, batch_size, False, "validation_data")[0]
+        elif _is_raw_text(validation_data) or (
+            isinstance(validation_data, tuple) and len(validation_data) == 1 and _is_raw_text(validation_data[0])
+        ):
+            raise _validation_without_labels()
         else:
             return validation_data
         if isinstance(batches, TextBatches):
             if batches.labels is None:
-                raise ValueError(
-                    "`validation_data` holds texts but no labels. Give `(texts, labels)` "
-                    "or a TextData with labels."
-                )
+                raise _validation_without_labels()
             if weights:
                 _attach_sample_weight(batches, weights[0])
         return batches
@@ -928,6 +983,7 @@ class Task(distributed.DataParallel, keras.Model):
         `return_dict=True` for a `{"loss": …, "accuracy": …}` dictionary.
         """
         distributed.initialize()
+        check_data_given(x, "evaluate")
         data, y = self._as_batches(x, y, batch_size, shuffle=False)
         if _attach_sample_weight(data, kwargs.get("sample_weight")):
             del kwargs["sample_weight"]
@@ -953,6 +1009,7 @@ class Task(distributed.DataParallel, keras.Model):
         same values): NumPy has no bfloat16 of its own, and torch, pandas
         and scikit-learn do not read `ml_dtypes.bfloat16` arrays.
         """
+        check_data_given(x, "predict")
         if _is_text_data(x):
             x = x.texts
         data, _ = self._as_batches(x, None, batch_size, shuffle=False)
@@ -1002,6 +1059,8 @@ class Task(distributed.DataParallel, keras.Model):
         return distributed.save_on_main_process(lambda: self._save_here(filepath, overwrite, **kwargs))
 
     def _save_here(self, filepath, overwrite=True, **kwargs):
+        if not isinstance(filepath, (str, os.PathLike)):
+            check_output_path(filepath, "the model")  # raises: not a path
         path = os.fspath(filepath)
         if not path.endswith(".keras"):
             if path.endswith((".h5", ".hdf5")):
@@ -1028,6 +1087,10 @@ class Task(distributed.DataParallel, keras.Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
+            # The model's own policy, so that Keras' global one at load time
+            # does not replace it: under "mixed_float16" Keras would wrap the
+            # reloaded optimizer in a LossScaleOptimizer and drop its state.
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
             "backbone": keras.layers.serialize(self.backbone),
             "preprocessor": keras.layers.serialize(self.preprocessor) if self.preprocessor else None,
             "frozen_state": freezing.frozen_state(self),
@@ -1060,6 +1123,26 @@ _HEAD_ONLY_CALLBACKS = (
     LearningRateLogger,
     lr_finder._Sweep,
 )
+
+
+class _StopWith(keras.callbacks.Callback):
+    """Stops the head's fit on cached features when the task model's
+    `stop_training` is set (callbacks see the head as `self.model`, but a
+    `LambdaCallback` or closure may hold the task model itself)."""
+
+    def __init__(self, task):
+        super().__init__()
+        self.task = task
+
+    def _copy(self):
+        if self.task.stop_training:
+            self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._copy()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._copy()
 
 
 class _EpochOrder(keras.callbacks.Callback):
@@ -1220,6 +1303,48 @@ def validation_cut(n, split):
     return int(math.floor(n * (1.0 - split)))
 
 
+def _validation_without_labels():
+    return ValueError(
+        "`validation_data` holds texts but no labels. Give `(texts, labels)` "
+        "or a TextData with labels."
+    )
+
+
+def check_data_given(x, call):
+    """Refuses `x=None` where the user passed it (Keras would fail inside
+    its data adapter with "pop from an empty set", or the model on a
+    missing input), with what to give instead."""
+    if x is None:
+        labels = "" if call == "predict" else ", with their labels as `y`"
+        raise ValueError(
+            f"`{call}` got no data: `x` is None. Give the texts as `x` (a list of "
+            f"strings, or a kt.datasets data object){labels}."
+        )
+
+
+def check_epochs(epochs):
+    """Refuses a number of epochs Keras would not train on as asked: a
+    negative count trains nothing without a word, a float fails deep in
+    Keras' loop. `0` stays allowed (Keras' no-op, e.g. for a resumed run
+    that has nothing left)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(
+            "Expected `epochs` to be the number of passes over the data: a whole number "
+            f"(0 or more; 1 trains once). Received: epochs={epochs!r}"
+        )
+
+
+def check_one_label_per_text(y, name):
+    """Refuses one value (`fit(texts, 1)`, `fit(texts, "pos")`) given for a
+    list of labels: a string would be split into its characters, a number
+    fails with "object is not iterable"."""
+    if isinstance(y, (str, bytes, int, float, np.generic)) or (isinstance(y, np.ndarray) and y.ndim == 0):
+        raise ValueError(
+            f"Expected one label per text in `{name}`. Received a single value: {y!r}. "
+            "Give a list with one label per text (`[label] * len(texts)` if they all share it)."
+        )
+
+
 def no_labels_error(call):
     """The error for texts given to `call` (`fit`, `fine_tune`) without labels."""
     return ValueError(
@@ -1275,12 +1400,79 @@ def _fresh_metrics(spec):
     return keras.tree.map_structure(fresh, spec)
 
 
-def _add_callbacks(callbacks, *extra):
+#: Callbacks that set the optimizer's learning rate.
+_RATE_SETTING_CALLBACKS = (keras.callbacks.ReduceLROnPlateau, keras.callbacks.LearningRateScheduler)
+
+
+def check_rate_callbacks(optimizer, callbacks):
+    """Refuses, before any training, a callback that sets the learning rate
+    of an optimizer that follows a schedule (`compile()`'s default: linear
+    warmup and decay). Keras raises only when the callback first sets it:
+    `LearningRateScheduler` at the first epoch, after the features are
+    computed; `ReduceLROnPlateau` after `patience` epochs without progress,
+    losing the rest of the run."""
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return
+    setters = [
+        type(c).__name__ for c in getattr(callbacks, "callbacks", callbacks) or []
+        if isinstance(c, _RATE_SETTING_CALLBACKS)
+    ]
+    if not setters:
+        return
+    default = getattr(schedule, "sized_by_fit", False)
+    raise ValueError(
+        f"`{setters[0]}` sets the optimizer's learning rate, but this optimizer follows "
+        f"a schedule ({type(schedule).__name__}"
+        + (", `compile()`'s default: linear warmup, then linear decay to zero over each fit" if default else "")
+        + "), whose rate cannot be set: Keras would raise a TypeError when the callback "
+        "first changes it, part-way through training. Either leave the callback out (the "
+        "schedule already lowers the rate), or compile with a fixed rate for it to adjust: "
+        "`model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=0.01))`."
+    )
+
+
+def _is_texts_and_labels(data):
+    """Whether `validation_data` is `(texts, labels[, weights])`: a tuple, or
+    a list as Keras also takes (`[x_val, y_val]`), whose first item holds
+    texts (a list of two texts or of one pair is not taken for one)."""
+    if not isinstance(data, (tuple, list)) or len(data) not in (2, 3) or not _is_raw_text(data[0]):
+        return False
+    first = data[0]
+    return isinstance(data, tuple) or not (
+        isinstance(first, str) or (isinstance(first, tuple) and all(isinstance(t, str) for t in first))
+    )
+
+
+def callback_list(callbacks):
+    """`fit`'s `callbacks` as a new list: a `keras.callbacks.CallbackList`
+    (which Keras' `fit` takes too) gives its callbacks, so that the ones
+    `fit` adds neither fail (it has no `append`) nor stay in the user's
+    object for the next `fit`."""
     if isinstance(callbacks, keras.callbacks.CallbackList):
-        for callback in extra:
-            callbacks.append(callback)
-        return callbacks
-    return list(callbacks or []) + list(extra)
+        return list(callbacks.callbacks)
+    if isinstance(callbacks, keras.callbacks.Callback):
+        return [callbacks]  # one callback alone, as Keras' `fit` takes it
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise ValueError(
+            "Expected `callbacks` to be a list of Keras callbacks. "
+            f"Received: callbacks={_describe(callbacks, 80)}"
+        )
+    for index, callback in enumerate(callbacks or []):
+        # Checked here: Keras would fail at the first batch, deep in its
+        # CallbackList, after the features are computed.
+        if not isinstance(callback, keras.callbacks.Callback):
+            hint = f" (a class: make one with `{callback.__name__}()`)" if isinstance(callback, type) else ""
+            raise ValueError(
+                f"`callbacks[{index}]` is {_describe(callback, 80)}{hint}, not a Keras callback. "
+                "Give instances of `keras.callbacks.Callback`, e.g. "
+                "`callbacks=[keras.callbacks.EarlyStopping(patience=2)]`."
+            )
+    return list(callbacks or [])
+
+
+def _add_callbacks(callbacks, *extra):
+    return callback_list(callbacks) + list(extra)
 
 
 class _FeatureStorage:

@@ -16,7 +16,7 @@ from keras_transfer import freezing
 from keras_transfer.backbones import DEFAULT_SEQUENCE_LENGTH
 from keras_transfer.metrics.regression import PearsonCorrelation, regression_report
 from keras_transfer.preprocessing import columns_as_pairs
-from keras_transfer.tasks.base import Task, _is_raw_text, _is_text_data, validation_cut
+from keras_transfer.tasks.base import Task, _is_raw_text, _is_text_data, check_one_label_per_text, validation_cut
 from keras_transfer.tasks.text_classifier import (
     _texts_and_labels,
     check_head_arguments,
@@ -54,6 +54,10 @@ class TargetScaling(keras.layers.Layer):
         config = super().get_config()
         config.update({"mean": self.mean, "std": self.std})
         return config
+
+
+# Where a regressor's weights file keeps its target scale (see `save_own_variables`).
+_SCALE_KEYS = ("target_mean", "target_std")
 
 
 def _check_statistic(value, name, num_outputs, positive=False):
@@ -278,6 +282,7 @@ class TextRegressor(Task):
             )
         if _is_text_data(x):
             self._map_label_names(targets, getattr(x, "label_names", None))
+        check_one_label_per_text(targets, "y")
         targets = self._check_labels(targets).astype("float64")
         std = targets.std(axis=0)
         self.target_mean = [float(v) for v in targets.mean(axis=0)]
@@ -317,6 +322,49 @@ class TextRegressor(Task):
                 self.target_mean = self.target_std = None
                 scaling.mean, scaling.std = before
             raise
+
+    # Saving -------------------------------------------------------------------------
+
+    # The target scale lives in the config, which `model.save` keeps; but
+    # `save_weights` / `load_weights` (and ModelCheckpoint with
+    # save_weights_only, BackupAndRestore) carry weights alone, and a freshly
+    # built regressor loading them would predict standardised values (mean
+    # 0, spread 1) instead of the targets' units, then learn another scale at
+    # its first `fit`. So the scale is stored beside the weights as well.
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        if not self.standardize:
+            mean, std = [0.0] * self.num_outputs, [1.0] * self.num_outputs
+        elif self.target_mean is not None:
+            mean, std = self.target_mean, self.target_std
+        else:
+            return  # not learned yet: the model that loads these learns its own
+        store[_SCALE_KEYS[0]] = np.asarray(mean, dtype="float64")
+        store[_SCALE_KEYS[1]] = np.asarray(std, dtype="float64")
+
+    def load_own_variables(self, store):
+        keys = list(store.keys())
+        # Files saved before the scale was stored hold none: the config's stays.
+        scale = [np.asarray(store[key], dtype="float64").reshape(-1) for key in _SCALE_KEYS if key in keys]
+        super().load_own_variables({key: store[key] for key in keys if key not in _SCALE_KEYS})
+        if len(scale) != 2:
+            return
+        mean, std = scale
+        if len(mean) != self.num_outputs or len(std) != self.num_outputs:
+            raise ValueError(
+                f"These weights are of a regressor with {len(mean)} outputs; this "
+                f"one has num_outputs={self.num_outputs}. Build it with "
+                f"num_outputs={len(mean)} to load them."
+            )
+        if not self.standardize and np.all(mean == 0) and np.all(std == 1):
+            return
+        # The head predicts in the scale it was trained with: keep it.
+        self.standardize = True
+        self.target_mean = [float(v) for v in mean]
+        self.target_std = [float(v) for v in std]
+        scaling = self.get_layer("predictions")
+        scaling.mean, scaling.std = list(self.target_mean), list(self.target_std)
 
     # Compile defaults ---------------------------------------------------------------
 

@@ -28,6 +28,10 @@ from keras_transfer.tasks.base import (
     _EpochOrder,
     _is_raw_text,
     check_fit_arguments,
+    check_data_given,
+    check_epochs,
+    callback_list,
+    check_rate_callbacks,
 )
 
 FREEZE_OPTIONS = (False, "encoder")
@@ -146,7 +150,7 @@ def _freeze_encoder(backbone):
 
 def _load(preset, load_weights, dtype):
     """A backbone and tokenizer from a preset name or directory."""
-    from keras_transfer.backbones import _check_directory, _download_error, _looks_like_path
+    from keras_transfer.backbones import _check_directory, _download_error, _looks_like_path, no_preset_directory
 
     if isinstance(preset, pathlib.PurePath):
         preset = str(preset)
@@ -160,7 +164,7 @@ def _load(preset, load_weights, dtype):
         _check_directory(path)
         preset = str(path)
     elif _looks_like_path(preset) or path.exists():
-        raise FileNotFoundError(f"No preset directory at {preset!r}. Check the path.")
+        raise no_preset_directory(preset, path, "Check the path.")
     elif "://" not in preset and preset not in keras_hub.models.Backbone.presets:
         import difflib
 
@@ -424,14 +428,17 @@ class Translator(Task):
                 "runs on fixed features. Leave `cache_features` out."
             )
         check_fit_arguments(cache_features, stop_on_nan, cache_memory_limit, cache_dir)
+        check_epochs(epochs)
+        check_data_given(x, "fit")
         self._check_something_trains()
         if distributed.initialize():
             seed = distributed.broadcast_seed(seed)
         if getattr(self, "optimizer", None) is None:
             self.compile()
         self._check_optimizer_knows_variables()
+        check_rate_callbacks(self.optimizer, kwargs.get("callbacks"))
         distributed.sync_model(self)
-        callbacks = list(kwargs.pop("callbacks", None) or [])
+        callbacks = callback_list(kwargs.pop("callbacks", None))
         if stop_on_nan and not any(isinstance(c, StopOnNaN) for c in callbacks):
             callbacks.append(StopOnNaN())
         data = self._as_seq2seq_batches(x, y, batch_size, shuffle, seed)
