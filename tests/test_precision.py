@@ -157,3 +157,37 @@ def test_bfloat16_taggers_and_readers_predict_float32(bert_preset):
     outputs = reader.predict(qa.QABatches(reader.preprocessor, windows).inputs([0]), verbose=0)
     assert set(outputs) == {"start_logits", "end_logits"}
     assert all(array.dtype == np.float32 for array in outputs.values())
+
+
+def _float16_models(preset):
+    yield kt.TextClassifier.from_preset(preset, num_classes=2, sequence_length=16, freeze=False, dtype="mixed_float16")
+    yield kt.TokenClassifier.from_preset(preset, tag_names=["O", "B-X", "I-X"], sequence_length=16, dtype="mixed_float16")
+    yield kt.QuestionAnswerer.from_preset(preset, sequence_length=32, stride=4, max_question_length=8, dtype="mixed_float16")
+
+
+def test_mixed_float16_tasks_get_loss_scaling(bert_preset):
+    # Keras scales the loss only for a model whose own policy is
+    # mixed_float16; the task model's must follow its backbone's, or small
+    # float16 gradients underflow to zero.
+    for model in _float16_models(bert_preset):
+        assert model.dtype_policy.name == "mixed_float16", type(model).__name__
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer), type(model).__name__
+    bfloat16 = kt.TextClassifier.from_preset(bert_preset, num_classes=2, sequence_length=16, dtype="mixed_bfloat16")
+    assert not isinstance(bfloat16.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def test_mixed_float16_classifier_trains_and_reloads_with_its_loss_scale(bert_preset, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = next(_float16_models(bert_preset))
+    before = [w.numpy().copy() for w in model.backbone.trainable_weights]
+    history = model.fit(["good film", "bad film"] * 4, [1, 0] * 4, epochs=2, batch_size=4, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.backbone.trainable_weights))
+    model.save(tmp_path / "m.keras")
+    loaded = kt.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert float(loaded.optimizer.dynamic_scale) == float(model.optimizer.dynamic_scale)
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations)
+    np.testing.assert_array_equal(
+        loaded.predict(["good film"], verbose=0), model.predict(["good film"], verbose=0)
+    )

@@ -72,6 +72,12 @@ def _is_raw_text(x):
     return False
 
 
+def _loss_scaled(policy):
+    """Whether `policy` is Keras' `"mixed_float16"`, the one under which
+    `Model.compile` adds loss scaling."""
+    return isinstance(policy, keras.DTypePolicy) and policy.name == "mixed_float16"
+
+
 def _refuse_raw_text(call, args, kwargs):
     """Raises for raw texts given to an on-batch call, which runs one batch
     of token ids as Keras' does (Keras would say the model "received 10
@@ -111,6 +117,12 @@ class Task(distributed.DataParallel, keras.Model):
         # Keras' functional `Model` drops `dtype` and takes the global policy.
         dtype = kwargs.pop("dtype", None)
         super().__init__(*args, **kwargs)
+        if dtype is None and _loss_scaled(getattr(backbone, "dtype_policy", None)):
+            # A float16 backbone (`from_preset(dtype="mixed_float16")`): the
+            # task takes its policy, so that `compile` wraps the optimizer in
+            # Keras' LossScaleOptimizer, as it does for a float16 model;
+            # without it small float16 gradients underflow to zero.
+            dtype = backbone.dtype_policy.name
         if dtype is not None:
             self.dtype_policy = dtype
         self._initialized = True
