@@ -329,6 +329,16 @@ def _download_error(preset, error):
     )
 
 
+def check_load_weights(load_weights):
+    """Refuses a `load_weights` that is not True or False: a string such as
+    "no" or "False" is true to Python, so it would load the weights."""
+    if not isinstance(load_weights, (bool, np.bool_)):
+        raise ValueError(
+            "Expected `load_weights` to be True (the pretrained weights) or False "
+            f"(random weights). Received: load_weights={load_weights!r}"
+        )
+
+
 def load_backbone(
     preset,
     sequence_length=DEFAULT_SEQUENCE_LENGTH,
@@ -377,6 +387,7 @@ def load_backbone(
             "Expected `sequence_length` to be an integer of at least 3. "
             f"Received: sequence_length={sequence_length!r}"
         )
+    check_load_weights(load_weights)
     path = pathlib.Path(os.path.expanduser(preset))
     local = path.is_dir()
     hf_format = xlnet_format = False

@@ -368,6 +368,13 @@ def reduce_metrics(metrics):
     """
     if not is_distributed():
         return
+    # Metrics whose state is not a plain sum until aligned (Pearson's
+    # shifted sums) align it first, once each, in the same order everywhere.
+    aligned = set()
+    for metric in _every_metric(metrics):
+        if hasattr(metric, "align_for_sum") and id(metric) not in aligned:
+            aligned.add(id(metric))
+            metric.align_for_sum(_sum_over_processes)
     seen, variables = set(), []
     for metric in metrics:
         for variable in metric.variables:
@@ -384,6 +391,22 @@ def reduce_metrics(metrics):
                 n = values[i].numel()
                 values[i].copy_(flat[offset : offset + n].view_as(values[i]).to(values[i].device))
                 offset += n
+
+
+def _every_metric(metrics):
+    """`metrics` and the metrics inside them (a compiled model's container)."""
+    for metric in metrics:
+        yield metric
+        inner = getattr(metric, "metrics", None)
+        if isinstance(inner, (list, tuple)):
+            yield from _every_metric(inner)
+
+
+def _sum_over_processes(tensor):
+    """`tensor` summed over every process (a new tensor, on its device)."""
+    total = tensor.detach().clone().to(_device())
+    dist.all_reduce(total)
+    return total.to(tensor.device)
 
 
 def all_gather_rows(array):

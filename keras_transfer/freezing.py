@@ -439,5 +439,5 @@ def describe(backbone):
         which = f"block {training[0]}" if len(training) == 1 else f"blocks {training[0]}-{training[-1]}"
         parts.append(f"{which} of 0-{len(stack) - 1} train{'s' if len(training) == 1 else ''}")
     else:
-        parts.append(f"all {len(stack)} blocks frozen")
+        parts.append(f"all {len(stack)} blocks frozen" if len(stack) != 1 else "its 1 block frozen")
     return ", ".join(parts)

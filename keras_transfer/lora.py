@@ -165,7 +165,7 @@ def describe(model):
     biases_training = size(biases, training_only=True)
     others_training = size(backbone.trainable_weights) - adapters_training - biases_training
     names = sorted({layer.name for layer in layers})
-    head = f"LoRA rank {layers[0].lora_rank} on {len(layers)} layers ({', '.join(names)}): "
+    head = f"LoRA rank {layers[0].lora_rank} on {len(layers)} layer{'s' if len(layers) != 1 else ''} ({', '.join(names)}): "
     if not adapters_training and not biases_training and not others_training:
         return head + f"{adapters:,} adapter parameters, frozen with the rest of the backbone (none of it trains)"
     if adapters_training == adapters:

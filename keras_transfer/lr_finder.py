@@ -156,10 +156,19 @@ class _Sweep(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._previous_mean = 0.0
 
+    def on_train_batch_begin(self, batch, logs=None):
+        self._tracked = _loss_sums(self.model)
+
     def on_train_batch_end(self, batch, logs=None):
-        # Keras logs the running mean of the epoch: take the step's own loss back out.
+        # Keras logs the running mean of the epoch, weighted by batch size
+        # (batches by length differ in size, and the last is smaller): the
+        # step's own loss is what its batch added to the sum, per example.
         mean = float(logs["loss"])
-        loss = (batch + 1) * mean - batch * self._previous_mean
+        before, after = self._tracked, _loss_sums(self.model)
+        if before is not None and after is not None and after[1] > before[1]:
+            loss = (after[0] - before[0]) / (after[1] - before[1])
+        else:  # no loss tracker to read: batches taken as equal
+            loss = (batch + 1) * mean - batch * self._previous_mean
         self._previous_mean = mean
         self.rates.append(self.schedule.rate(len(self.rates)))
         self.losses.append(loss)
@@ -173,6 +182,15 @@ class _Sweep(keras.callbacks.Callback):
             self.model.stop_training = True
         if count >= self.steps:
             self.model.stop_training = True
+
+
+def _loss_sums(model):
+    """(sum of the losses, examples) in `model`'s loss tracker this epoch, or None."""
+    tracker = getattr(model, "_loss_tracker", None)
+    total, count = getattr(tracker, "total", None), getattr(tracker, "count", None)
+    if total is None or count is None:
+        return None
+    return float(keras.ops.convert_to_numpy(total)), float(keras.ops.convert_to_numpy(count))
 
 
 def _check(min_lr, max_lr, steps, smoothing, diverge):
@@ -200,6 +218,9 @@ def _sweep_optimizer(original, schedule):
     `_exclude_from_weight_decay`, a set of variable keys, and
     `_exclude_from_weight_decay_pattern`, a compiled pattern of names).
     """
+    # Under "mixed_float16", a copy of the optimizer inside Keras'
+    # LossScaleOptimizer (`compile` wraps the copy in a fresh one).
+    original = getattr(original, "inner_optimizer", None) or original
     config = original.get_config()
     config["learning_rate"] = schedule
     config.pop("gradient_accumulation_steps", None)
@@ -250,7 +271,15 @@ def find_learning_rate(
         An `LRFinderResult` (`.learning_rates`, `.losses`, `.suggestion`,
         `.plot()`).
     """
+    from keras_transfer.tasks.base import Task, check_verbose  # base imports this module
+
+    if not isinstance(model, Task):
+        raise ValueError(
+            "`kt.lr_finder.find_learning_rate` expects a keras_transfer task model, such as "
+            f"a kt.TextClassifier. Received: {model!r} of type {type(model).__name__}."
+        )
     min_lr, max_lr, steps, smoothing, diverge = _check(min_lr, max_lr, steps, smoothing, diverge)
+    check_verbose(verbose)
     if getattr(model, "optimizer", None) is None:
         model.compile()
     saved_compile = dict(model._compile_config.config)
@@ -280,6 +309,11 @@ def find_learning_rate(
         for variable, value in zip(model.weights, snapshot):
             variable.assign(value)
         keras.Model.compile(model, **saved_compile)
+        if model.optimizer is not original:
+            # Under "mixed_float16" compile wraps the optimizer in a new
+            # LossScaleOptimizer: the one with the loss scale reached so far
+            # goes back.
+            model.optimizer = original
         model._compiled_with = saved_compiled_with
     if len(callback.losses) < 2:
         raise ValueError(

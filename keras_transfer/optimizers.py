@@ -216,6 +216,7 @@ def layerwise_multipliers(model, learning_rate=1.0, backbone_learning_rate=None,
     #  'transformer_layer_0/…/kernel': 0.25, 'token_embedding/embeddings': 0.125}
     ```
     """
+    freezing._check_layer(model, "optimizers.layerwise_multipliers")
     learning_rate = _check_rate("learning_rate", learning_rate, allow_none=False)
     backbone_learning_rate = _check_rate("backbone_learning_rate", backbone_learning_rate)
     if layer_decay is not None and (not _is_number(layer_decay) or not 0 < layer_decay <= 1):
@@ -303,7 +304,25 @@ def add_variables(optimizer, variables):
     Returns:
         The variables that are new to the optimizer.
     """
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        # `model.optimizer` is None until the model is compiled.
+        raise ValueError(
+            "Expected `optimizer` to be a Keras optimizer, such as a compiled model's "
+            f"`model.optimizer`. Received: optimizer={optimizer!r}. Compile the model first."
+        )
     variables = list(variables)
+    inner = getattr(optimizer, "inner_optimizer", None)
+    if inner is not None:
+        # Keras' LossScaleOptimizer (under "mixed_float16"): the optimizer
+        # inside holds the state; the wrapper keeps its loss scale and only
+        # needs to know the variables.
+        new = add_variables(inner, variables)
+        if optimizer.built:
+            optimizer._trainable_variables_indices.clear()
+            for index, variable in enumerate(variables):
+                optimizer._trainable_variables_indices[optimizer._var_key(variable)] = index
+            optimizer._trainable_variables = variables[:]
+        return new
     if not optimizer.built:
         return variables
     known = optimizer._trainable_variables_indices

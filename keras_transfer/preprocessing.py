@@ -155,8 +155,9 @@ def _check_tokenizer(tokenizer, backbone_class):
         f"together), for example {module}.{tokenizer_class}.from_preset(preset)"
     )
     if own is not None and not _packs_alike(own, family):
+        article = "an" if name[:1] in "AEIOU" or name.startswith("XL") else "a"  # an AlbertTokenizer, an XLNetTokenizer
         raise ValueError(
-            f"The tokenizer is a {name}, of the {own.name} family, but "
+            f"The tokenizer is {article} {name}, of the {own.name} family, but "
             f"backbone_class={backbone_class!r} packs texts the {family.name} "
             f"way, with other special tokens. {fix}, or "
             f"backbone_class={own.backbone_class!r} if the backbone is of the "
@@ -411,8 +412,10 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
         second = self.token_ids([b for _, b in texts])
         packed = []
         for a, b in zip(first, second):
-            # Longest first: trim the longer text until both fit.
-            keep_a = min(len(a), max(budget // 2, budget - len(b)))
+            # Longest first: trim the longer text until both fit; an odd
+            # budget's extra token goes to the first text, as KerasHub's
+            # round-robin packer and HF's `longest_first` give it.
+            keep_a = min(len(a), max((budget + 1) // 2, budget - len(b)))
             keep_b = min(len(b), budget - keep_a)
             a = truncate(a, keep_a, self.truncation)
             b = truncate(b, keep_b, self.truncation)

@@ -20,6 +20,7 @@
 """
 
 import dataclasses
+import re
 
 import keras
 import keras_hub
@@ -71,6 +72,7 @@ def token_offsets(preprocessor, texts):
         characters token `i` came from (surrounding whitespace trimmed).
     """
     tokenizer = preprocessor.tokenizer
+    specials = []  # special tokens the tokenizer would read in the text itself
     if isinstance(tokenizer, keras_hub.tokenizers.WordPieceTokenizer):
         fast = preprocessor._fast_wordpiece()
     elif isinstance(tokenizer, keras_hub.tokenizers.BytePairTokenizer) and hasattr(
@@ -80,6 +82,7 @@ def token_offsets(preprocessor, texts):
         fast = getattr(tokenizer, "_tokenizer", None)
         if fast is None or not hasattr(fast, "encode_batch"):
             fast = None
+        specials = [s for s in getattr(tokenizer, "special_tokens", None) or [] if len(s) > 1]
     else:
         fast = None
     if fast is None:
@@ -94,10 +97,16 @@ def token_offsets(preprocessor, texts):
     # Lone surrogates become U+FFFD, one character for one: offsets still
     # index the original texts.
     texts = [_valid_unicode(text) for text in texts]
+    pieces, owners, shifts = _typed_special_pieces(texts, specials)
+    encodings = fast.encode_batch(pieces, add_special_tokens=False)
+    parts = [[] for _ in texts]
+    for owner, shift, encoding in zip(owners, shifts, encodings):
+        offsets = np.asarray(encoding.offsets, dtype="int32").reshape(-1, 2) + shift
+        parts[owner].append((np.asarray(encoding.ids, dtype="int32"), offsets))
     out = []
-    for text, encoding in zip(texts, fast.encode_batch(texts, add_special_tokens=False)):
-        ids = np.asarray(encoding.ids, dtype="int32")
-        offsets = np.asarray(encoding.offsets, dtype="int32").reshape(-1, 2)
+    for text, pieces_of_text in zip(texts, parts):
+        ids = np.concatenate([np.zeros(0, "int32")] + [i for i, _ in pieces_of_text])
+        offsets = np.concatenate([np.zeros((0, 2), "int32")] + [o for _, o in pieces_of_text])
         # Byte-level BPE folds the space before a word into its token; keep
         # spans to the word itself so answers never start with a space.
         for row in range(len(offsets)):
@@ -109,6 +118,30 @@ def token_offsets(preprocessor, texts):
             offsets[row] = (start, end)
         out.append((ids, offsets))
     return out
+
+
+def _typed_special_pieces(texts, specials):
+    """Splits texts where they spell a special token (RoBERTa's "</s>", an
+    HTML strike-through tag; GPT-2's "<|endoftext|>"), as
+    `TextPreprocessor.token_ids` does: each occurrence is tokenized in two
+    halves, as plain text, never as the special token itself (which would
+    put a separator inside a context). Returns the pieces, the index of the
+    text each came from, and where in that text it starts.
+    """
+    if not specials or not any(s in text for text in texts for s in specials):
+        return list(texts), list(range(len(texts))), [0] * len(texts)
+    pattern = re.compile("(" + "|".join(re.escape(s) for s in specials) + ")")
+    pieces, owners, shifts = [], [], []
+    for i, text in enumerate(texts):
+        at = 0
+        for part in pattern.split(text):
+            for half in [part[:-1], part[-1:]] if part in specials else [part]:
+                if half:
+                    pieces.append(half)
+                    owners.append(i)
+                    shifts.append(at)
+                at += len(half)
+    return pieces, owners, shifts
 
 
 @dataclasses.dataclass

@@ -121,9 +121,14 @@ def fine_tune(
     kt.plot_history(history, path="curves.png")
     ```
     """
-    from keras_transfer.tasks.base import _check_cache_storage, no_labels_error
+    from keras_transfer.tasks.base import _check_cache_storage, callback_list, check_verbose, no_labels_error
 
+    freezing._check_layer(model, "recipes.fine_tune")
     _check_cache_storage(cache_memory_limit, cache_dir)  # before anything changes the model
+    # A list, a `keras.callbacks.CallbackList` or one callback, as `fit`
+    # takes them; checked before anything changes the model.
+    callbacks = callback_list(callbacks)
+    check_verbose(verbose)
     _check_epochs("head_epochs", head_epochs, 0)
     _check_epochs("epochs", epochs, 1)
     _check_epochs("patience", patience, 0)
@@ -175,7 +180,7 @@ def fine_tune(
     watch = early_stopping and validation_data is not None
 
     def stage_callbacks(with_checkpoint):
-        extra = [LearningRateLogger()] + list(callbacks or [])
+        extra = [LearningRateLogger()] + callbacks
         if watch:
             extra.append(
                 keras.callbacks.EarlyStopping(

@@ -187,7 +187,9 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
     Args:
         max_learning_rate: the peak rate.
-        total_steps: steps of the whole cycle.
+        total_steps: steps of the whole cycle. Keras evaluates a schedule
+            at the count of batches: with `gradient_accumulation_steps=k`,
+            give `k` times the number of updates.
         pct_start: share of the steps spent rising. Defaults to `0.25`
             (fastai's value).
         div_factor: the starting rate is `max_learning_rate / div_factor`.
@@ -268,7 +270,9 @@ class SlantedTriangular(keras.optimizers.schedules.LearningRateSchedule):
 
     Args:
         max_learning_rate: the peak rate (the paper's `eta_max`).
-        total_steps: steps of the whole schedule (`T`).
+        total_steps: steps of the whole schedule (`T`), counted in
+            batches as Keras evaluates a schedule: with
+            `gradient_accumulation_steps=k`, `k` times the updates.
         cut_frac: share of the steps spent rising. Defaults to `0.1`.
         ratio: how much smaller the lowest rate is than the peak. Defaults
             to `32` (the paper's value).

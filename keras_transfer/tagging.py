@@ -6,7 +6,9 @@ bridges the two for `kt.TokenClassifier`:
 - `word_token_ids`: each word is tokenized on its own, with the space that
   precedes it in the sentence (" Paris"), so that byte-level BPE
   vocabularies (GPT-2, RoBERTa) see the same tokens as in running text;
-  WordPiece ignores the space. Each distinct word is tokenized once.
+  WordPiece ignores the space, and SentencePiece models that add their own
+  "▁" to a word (Llama, Mistral) get the word without it. Each distinct
+  word is tokenized once.
 - `TaggedBatches`: a `kt.TextBatches` of tagged sentences. The FIRST
   sub-token of each word carries the word's tag; the other sub-tokens,
   the special tokens and the padding carry `-100`, which the loss
@@ -90,6 +92,7 @@ def check_tag_names(tag_names, scheme):
     """Checks that every tag name is `O` or `<prefix>-<label>` of `scheme`."""
     scheme = check_scheme(scheme)
     prefixes = _SCHEME_PREFIXES[scheme]
+    article = "an" if scheme.startswith("I") else "a"  # an IOB2 tag, a BIOES tag
     for name in tag_names:
         if name == "O":
             continue
@@ -98,14 +101,14 @@ def check_tag_names(tag_names, scheme):
             if len(name) > 2 and name[1] == "-" and name[0] in "ES":
                 hint = " It looks like a BIOES tag: pass tag_scheme='BIOES'."
             raise ValueError(
-                f"Tag {name!r} is not a {scheme} tag: expected 'O' or one of "
+                f"Tag {name!r} is not {article} {scheme} tag: expected 'O' or one of "
                 f"{', '.join(p + '-<type>' for p in prefixes)}.{hint} For tags "
                 "without entities (part of speech, chunks), pass tag_scheme=None."
             )
     if "O" not in tag_names:
         raise ValueError(
-            f"The tag names {list(tag_names)} have no 'O' tag, which a "
-            f"{scheme} tagger needs for words outside entities. Add 'O', or pass "
+            f"The tag names {list(tag_names)} have no 'O' tag, which "
+            f"{article} {scheme} tagger needs for words outside entities. Add 'O', or pass "
             "tag_scheme=None for tags without entities."
         )
     return scheme
@@ -186,6 +189,26 @@ def _fallback_ids(preprocessor):
     raise ValueError("The tokenizer turns every fallback text into no tokens.")
 
 
+def _word_prefix(preprocessor):
+    """What goes before every word but the first so that each word gets the
+    tokens it has in running text: `" "` or `""`.
+
+    Byte-level BPE folds the space into the word's token (" Paris" is
+    "ĠParis") and WordPiece ignores it, so `" "`. A SentencePiece model
+    that adds a dummy prefix and keeps extra whitespace (Llama, Mistral)
+    already reads "Paris" as "▁Paris", and " Paris" as "▁", "▁Paris": the
+    space would give every word a first sub-token "▁" that says nothing
+    about the word (and, in a left-to-right model, has not seen it yet).
+    The tokenizer itself tells which: "a a" must equal the two words'
+    tokens end to end.
+    """
+    first, spaced, bare, both = preprocessor.token_ids(["a", " a", "a", "a a"])
+    both = both.tolist()
+    if both != first.tolist() + spaced.tolist() and both == first.tolist() + bare.tolist():
+        return ""
+    return " "
+
+
 def word_token_ids(preprocessor, sentences):
     """The sub-token ids of every word, each word tokenized once.
 
@@ -193,10 +216,11 @@ def word_token_ids(preprocessor, sentences):
         For each sentence, a list with one int32 id array per word (never
         empty: a word that tokenizes to nothing gets the unknown token).
     """
+    prefix = _word_prefix(preprocessor)
     keys = {}
     for sentence in sentences:
         for i, word in enumerate(sentence):
-            keys.setdefault(word if i == 0 else " " + word, None)
+            keys.setdefault(word if i == 0 else prefix + word, None)
     unique = list(keys)
     table = dict(zip(unique, preprocessor.token_ids(unique))) if unique else {}
     fallback = None
@@ -205,7 +229,7 @@ def word_token_ids(preprocessor, sentences):
             if fallback is None:
                 fallback = _fallback_ids(preprocessor)
             table[key] = fallback
-    return [[table[w if i == 0 else " " + w] for i, w in enumerate(s)] for s in sentences]
+    return [[table[w if i == 0 else prefix + w] for i, w in enumerate(s)] for s in sentences]
 
 
 def _windows(word_ids, budget):
@@ -264,10 +288,11 @@ class TaggedBatches(TextBatches):
     ):
         if len(sentences) == 0:
             raise ValueError("The dataset is empty: there is no sentence to batch.")
-        family = preprocessor.family
-        start = [getattr(preprocessor.tokenizer, family.start)] if family.start else []
-        sep = [getattr(preprocessor.tokenizer, family.sep)]
-        budget = preprocessor.sequence_length - len(start) - len(sep)
+        # The family's own single-text packing: XLNet ends with `<cls>` in
+        # segment 2 (`a <sep> <cls>`), as `TextPreprocessor` packs it.
+        start, _, sep, closing = preprocessor._specials(pairs=False)
+        end_segments = np.full(len(closing), preprocessor.family.end_segment_id, "int32")
+        budget = preprocessor.sequence_length - len(start) - len(sep) - len(closing)
         packed, self.first_positions, self.windows = [], [], []
         labels = [] if tag_ids is not None else None
         for index, word_ids in enumerate(word_token_ids(preprocessor, sentences)):
@@ -276,8 +301,9 @@ class TaggedBatches(TextBatches):
                 lengths = [len(p) for p in pieces]
                 offsets = np.cumsum([0] + lengths[:-1]) + len(start) if pieces else []
                 ids = np.concatenate(pieces) if pieces else np.zeros(0, "int32")
-                tokens = np.concatenate([start, ids[:budget], sep]).astype("int32")
-                packed.append((tokens, np.zeros_like(tokens)))
+                tokens = np.concatenate([start, ids[:budget], sep, closing]).astype("int32")
+                segments = np.zeros(len(tokens) - len(closing), "int32")
+                packed.append((tokens, np.concatenate([segments, end_segments])))
                 self.first_positions.append(np.asarray(offsets, dtype="int64"))
                 self.windows.append((index, first, end))
                 if labels is not None:
@@ -298,6 +324,14 @@ class TaggedBatches(TextBatches):
         self.sentences = sentences
         self.labels = labels
 
+    def _positions(self, i, length):
+        """The first sub-token positions of window `i` in a batch padded to
+        `length`: families padded on the left (XLNet) shift every window
+        by its padding."""
+        if self.preprocessor.family.padding_side == "left":
+            return self.first_positions[i] + (length - len(self.packed[i][0]))
+        return self.first_positions[i]
+
     def __getitem__(self, index):
         rows = self._batches[index]
         x = self.preprocessor.collate([self.packed[i] for i in rows])
@@ -305,7 +339,7 @@ class TaggedBatches(TextBatches):
             return (x,)
         y = np.full(x["token_ids"].shape, IGNORE_CLASS, dtype="int32")
         for row, i in enumerate(rows):
-            y[row, self.first_positions[i]] = self.labels[i]
+            y[row, self._positions(i, y.shape[1])] = self.labels[i]
         return x, y
 
     def word_outputs(self, predict_batch):
@@ -324,7 +358,7 @@ class TaggedBatches(TextBatches):
             x = self.preprocessor.collate([self.packed[i] for i in rows])
             out = np.asarray(predict_batch(x))
             for row, i in enumerate(rows):
-                per_window[i] = out[row, self.first_positions[i]]
+                per_window[i] = out[row, self._positions(i, x["token_ids"].shape[1])]
         outputs = [[] for _ in self.sentences]
         for (sentence, _, _), rows in zip(self.windows, per_window):
             outputs[sentence].append(rows)

@@ -103,6 +103,13 @@ def _kt():
     return kt
 
 
+def _keras():
+    _kt()  # keras_transfer first: it sets the backend
+    import keras
+
+    return keras
+
+
 def _corrupt_keras_file(c):
     path = c.path("corrupted_keras", "model.keras")
     path.write_bytes(b"this is not a zip archive" * 10)
@@ -244,6 +251,18 @@ def _conll_word_without_tag(c):
     _kt().datasets.read_conll(path)
 
 
+def _csv_empty_delimiter(c):
+    path = c.path("csv_empty_delimiter", "reviews.csv")
+    path.write_text("text,label\ngood film,1\n", encoding="utf-8")
+    _kt().datasets.read_csv(path, delimiter="")
+
+
+def _conll_tag_column_name(c):
+    path = c.path("conll_tag_column_name", "train.txt")
+    path.write_text("EU B-ORG\nrejects O\n", encoding="utf-8")
+    _kt().datasets.read_conll(path, tag_column="tag")
+
+
 def _zip_without_config(c):
     path = c.path("zip_without_config", "model.keras")
     with zipfile.ZipFile(path, "w") as archive:
@@ -292,6 +311,9 @@ CASES = [
          lambda c: _kt().list_presets("resnet"), ValueError, ("Unknown family 'resnet'", "bert")),
     Case("bad_preset_type", "a preset that is not a string",
          lambda c: _kt().load_backbone(42), ValueError, ("Expected `preset`", "preset=42")),
+    Case("load_weights_string", "kt.load_backbone(preset, load_weights='no')",
+         lambda c: _kt().load_backbone(c.bert_preset, load_weights="no"), ValueError,
+         ("Expected `load_weights` to be True", "load_weights='no'")),
     # Model options
     Case("num_classes_1", "num_classes=1 for a binary task",
          lambda c: c.new_model(num_classes=1), ValueError, ("at least 2", "num_classes=1")),
@@ -308,6 +330,12 @@ CASES = [
     Case("bad_truncation", "truncation='middle'",
          lambda c: _kt().load_backbone(c.bert_preset, truncation="middle"), ValueError,
          ("Unknown truncation 'middle'", "'head+tail'")),
+    Case("tagger_truncation", "TokenClassifier.from_preset(..., truncation='tail')",
+         lambda c: _kt().TokenClassifier.from_preset(c.bert_preset, num_tags=3, tag_scheme=None, truncation="tail"),
+         ValueError, ("TokenClassifier takes no `truncation`", "split into windows")),
+    Case("qa_truncation", "QuestionAnswerer.from_preset(..., truncation='tail')",
+         lambda c: _kt().QuestionAnswerer.from_preset(c.bert_preset, truncation="tail"),
+         ValueError, ("QuestionAnswerer takes no `truncation`", "split into windows")),
     Case("short_sequence_length", "sequence_length too small to hold the special tokens",
          lambda c: _kt().load_backbone(c.bert_preset, sequence_length=2), ValueError,
          ("at least 3", "sequence_length=2")),
@@ -373,8 +401,15 @@ CASES = [
          lambda c: c.model.fit(TEXTS, np.eye(2)[LABELS], verbose=0), ValueError, ("argmax",)),
     Case("non_utf8_csv", "a CSV file that is not UTF-8",
          _non_utf8_csv, ValueError, ("cannot be decoded", "encoding=")),
+    Case("csv_empty_delimiter", "kt.datasets.read_csv(path, delimiter='')",
+         _csv_empty_delimiter, ValueError, ("`delimiter` to be one character", "delimiter=''")),
+    Case("conll_tag_column_name", "kt.datasets.read_conll(path, tag_column='tag') (a name, not a position)",
+         _conll_tag_column_name, ValueError, ("`tag_column` to be a column index", "no header")),
+    Case("shuffle_seed_string", "TextData.shuffle(seed='x')",
+         lambda c: _kt().datasets.from_lists(TEXTS, LABELS).shuffle(seed="x"), ValueError,
+         ("`seed` to be an int >= 0", "seed='x'")),
     Case("conll_word_without_tag", "a CoNLL line with a word but no tag",
-         _conll_word_without_tag, ValueError, ("train.txt:2 has 1 columns", "too few")),
+         _conll_word_without_tag, ValueError, ("train.txt:2 has 1 column ", "too few")),
     Case("no_labels", "fit on texts without labels",
          lambda c: c.model.fit(TEXTS, verbose=0), ValueError, ("no labels",)),
     Case("labels_twice", "a TextData (labels included) and y",
@@ -444,6 +479,33 @@ CASES = [
     Case("zero_batch_size", "fit with batch_size=0",
          lambda c: c.model.fit(TEXTS, LABELS, batch_size=0, verbose=0), ValueError,
          ("positive integer", "batch_size=0")),
+    Case("shuffle_string", "fit(shuffle='yes')",
+         lambda c: c.model.fit(TEXTS, LABELS, shuffle="yes", verbose=0), ValueError,
+         ("Expected `shuffle` to be True or False", "shuffle='yes'")),
+    Case("verbose_string", "fit(verbose='x')",
+         lambda c: c.model.fit(TEXTS, LABELS, verbose="x"), ValueError,
+         ("Expected `verbose` to be 'auto', 0", "verbose='x'")),
+    Case("fine_tune_callbacks_string", "fine_tune(..., callbacks='early_stopping') (checked before anything changes)",
+         lambda c: c.new_model().fine_tune(TEXTS, LABELS, callbacks="early_stopping"), ValueError,
+         ("Expected `callbacks` to be a list", "'early_stopping'")),
+    Case("fine_tune_callback_list", "fine_tune(..., callbacks=keras.callbacks.CallbackList([...]))",
+         lambda c: _kt().recipes.fine_tune(c.new_model(), TEXTS, LABELS, head_epochs=1, epochs=1, verbose=0,
+                                           callbacks=_keras().callbacks.CallbackList([_keras().callbacks.History()])),
+         None, note="works, as `fit` takes it: the list's callbacks join both stages"),
+    Case("layerwise_multipliers_none", "kt.optimizers.layerwise_multipliers(None)",
+         lambda c: _kt().optimizers.layerwise_multipliers(None), ValueError,
+         ("expects a Keras layer or model", "Received: None")),
+    Case("add_variables_uncompiled", "kt.optimizers.add_variables(model.optimizer, ...) before compile (None)",
+         lambda c: _kt().optimizers.add_variables(None, []), ValueError,
+         ("Expected `optimizer` to be a Keras optimizer", "Compile the model first")),
+    Case("lr_finder_none", "kt.lr_finder.find_learning_rate(None, texts, labels)",
+         lambda c: _kt().lr_finder.find_learning_rate(None, TEXTS, LABELS), ValueError,
+         ("expects a keras_transfer task model", "Received: None")),
+    Case("fine_tune_none", "kt.recipes.fine_tune(None, texts, labels)",
+         lambda c: _kt().recipes.fine_tune(None, TEXTS, LABELS), ValueError,
+         ("`kt.recipes.fine_tune` expects a Keras layer or model", "Received: None")),
+    Case("normalize_answer_none", "kt.metrics.normalize_answer(None)",
+         lambda c: _kt().metrics.normalize_answer(None), ValueError, ("an answer string", "NoneType")),
     Case("bad_stop_on_nan", "stop_on_nan='no'",
          lambda c: c.model.fit(TEXTS, LABELS, stop_on_nan="no", verbose=0), ValueError, ("stop_on_nan='no'",)),
     Case("bad_validation_split", "validation_split=1.5",
@@ -485,7 +547,7 @@ CASES = [
     Case("tags_words_mismatch", "a sentence with more words than tags (TokenClassifier)",
          lambda c: _kt().TokenClassifier.from_preset(c.bert_preset, tag_names=["O", "B-PER", "I-PER"], sequence_length=16)
          .fit([["one"], ["two", "film"]], [["B-PER"], ["I-PER"]], verbose=0), ValueError,
-         ("Sentence 1 has 2 words but 1 tags",)),
+         ("Sentence 1 has 2 words but 1 tag ",)),
     Case("tagger_raw_sentences", "raw sentence strings to TokenClassifier.predict_tags (words expected)",
          lambda c: _kt().TokenClassifier.from_preset(c.bert_preset, tag_names=["O", "B-PER", "I-PER"], sequence_length=16)
          .predict_tags(["good film"]), ValueError, ("holds raw strings", "sentence.split()", "predict_entities")),

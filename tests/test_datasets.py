@@ -547,7 +547,7 @@ def test_read_conll_word_without_tag(tmp_path):
     path = tmp_path / "ner.txt"
     path.write_text("EU B-ORG\nrejects\nGerman B-MISC\n")
     for tag_column in (-1, 1):
-        with raises(ValueError, "ner.txt:2", "1 columns ('rejects')",
+        with raises(ValueError, "ner.txt:2", "1 column ('rejects')",
                     f"tag_column={tag_column}"):
             read_conll(path, tag_column=tag_column)
     # -2 on a two-column line is the word's own column: no tag there.

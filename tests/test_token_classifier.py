@@ -215,7 +215,7 @@ def test_read_conll(tmp_path):
 def test_read_conll_errors(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_text("EU B-ORG\nrejects\n")
-    with raises(ValueError, "bad.txt:2", "1 columns", "tag_column=-1"):
+    with raises(ValueError, "bad.txt:2", "1 column ", "tag_column=-1"):
         kt.datasets.read_conll(path)  # "rejects" has no tag
     # On two columns, -2 names the word itself: that is not a tag either.
     with raises(ValueError, "bad.txt:1", "2 columns", "tag_column=-2"):
@@ -395,7 +395,7 @@ def test_part_of_speech_tags_without_a_scheme(bert_preset):
 
 def test_bad_tags_name_the_example(bert_preset):
     model = _model(bert_preset)
-    with raises(ValueError, "Sentence 1 has 2 words but 1 tags"):
+    with raises(ValueError, "Sentence 1 has 2 words but 1 tag "):
         model.fit([["one"], ["two", "film"]], [["B-PER"], ["I-PER"]], verbose=0)
     with raises(ValueError, "Unknown tag 'B-ORG'", "y[1]", "tag_names"):
         model.fit([["one"], ["film"]], [["B-PER"], ["B-ORG"]], verbose=0)
@@ -425,7 +425,7 @@ def test_unknown_tag_scheme(tiny, scheme):
 
 def test_tag_names_must_fit_the_scheme(tiny):
     backbone, _ = tiny
-    with raises(ValueError, "'E-PER' is not a IOB2 tag", "tag_scheme='BIOES'"):
+    with raises(ValueError, "'E-PER' is not an IOB2 tag", "tag_scheme='BIOES'"):
         kt.TokenClassifier(backbone, tag_names=["O", "B-PER", "E-PER"], compile=False)
     with raises(ValueError, "no 'O' tag", "tag_scheme=None"):
         kt.TokenClassifier(backbone, tag_names=["B-PER", "I-PER"], compile=False)

@@ -24,6 +24,8 @@ class LearningRateLogger(keras.callbacks.Callback):
         optimizer = getattr(self.model, "optimizer", None)
         if logs is None or optimizer is None:
             return
+        # Under "mixed_float16", the optimizer inside Keras' LossScaleOptimizer.
+        optimizer = getattr(optimizer, "inner_optimizer", None) or optimizer
         schedule = optimizer._learning_rate
         if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             # The rate of the epoch's last step (the optimizer's own property

@@ -18,6 +18,8 @@ import gzip
 import os
 from pathlib import Path
 
+import numpy as np
+
 from keras_transfer.datasets.readers import _decode_error
 from keras_transfer.datasets.readers import _text_encoding
 
@@ -100,10 +102,15 @@ class TaggedData:
         return len(self.words)
 
     def __repr__(self):
-        tagged = f", {len(self.tag_names)} tag names" if self.tag_names else ""
+        count = len(self.tag_names) if self.tag_names else 0
+        tagged = f", {count} tag name{'s' if count != 1 else ''}" if count else ""
         kind = "tagged" if self.tags is not None else "untagged"
         words = sum(len(sentence) for sentence in self.words)
-        return f"TaggedData({len(self.words)} {kind} sentences, {words} words{tagged}, source={self.source})"
+        sentences = len(self.words)
+        return (
+            f"TaggedData({sentences} {kind} sentence{'s' if sentences != 1 else ''}, "
+            f"{words} word{'s' if words != 1 else ''}{tagged}, source={self.source})"
+        )
 
     def take(self, n):
         """The first `n` sentences, as a new `TaggedData` with the same tag names."""
@@ -170,8 +177,8 @@ def check_tags(words, tags, name="y", source=None):
             )
         if len(sentence_tags) != len(sentence):
             raise ValueError(
-                f"Sentence {i} has {len(sentence)} words but {len(sentence_tags)} "
-                f"tags in `{name}`{where}: {_describe(sentence)} / "
+                f"Sentence {i} has {len(sentence)} word{'s' if len(sentence) != 1 else ''} but "
+                f"{len(sentence_tags)} tag{'s' if len(sentence_tags) != 1 else ''} in `{name}`{where}: {_describe(sentence)} / "
                 f"{_describe(sentence_tags)}. Give exactly one tag per word."
             )
     return [list(sentence_tags) for sentence_tags in tags]
@@ -208,6 +215,14 @@ def read_conll(path, tag_column=-1, word_column=0, tag_names=None, encoding="utf
     path = Path(os.fspath(path)).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"No CoNLL file at {str(path)!r}. Check the path.")
+    for name, value in (("word_column", word_column), ("tag_column", tag_column)):
+        # A CoNLL file has no header: its columns have positions, not names.
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(
+                f"Expected `{name}` to be a column index (an integer; negative counts "
+                f"from the end). Received: {name}={value!r}. CoNLL files have no header "
+                "row, so columns are given by position, e.g. tag_column=-1 for the last one."
+            )
     if word_column == tag_column:
         raise ValueError(
             f"Expected the word and the tag in different columns. Received: "
@@ -248,7 +263,7 @@ def _read_sentences(path, word_column, tag_column, encoding):
             tag_at = _position(tag_column, len(columns))
             if word_at is None or tag_at is None or word_at == tag_at:
                 raise ValueError(
-                    f"{path}:{number} has {len(columns)} columns ({line.strip()!r}), "
+                    f"{path}:{number} has {len(columns)} column{'s' if len(columns) != 1 else ''} ({line.strip()!r}), "
                     f"too few for word_column={word_column} and tag_column="
                     f"{tag_column}. Check the columns, or the blank lines "
                     "between sentences."

@@ -46,7 +46,7 @@ class ParallelData:
         return ParallelData(self.sources[:n], self.targets[:n], self.source)
 
     def __repr__(self):
-        return f"ParallelData({len(self)} pairs from {self.source})"
+        return f"ParallelData({len(self)} pair{'s' if len(self) != 1 else ''} from {self.source})"
 
 
 def read_parallel(source_path, target_path, skip_empty=True, encoding="utf-8"):

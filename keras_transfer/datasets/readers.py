@@ -224,6 +224,13 @@ class TextData:
         Args:
             seed: int seed for `numpy.random.default_rng`. Defaults to 0.
         """
+        # NumPy would take `None` (a fresh random order) and raise a
+        # TypeError on a string or a float naming no argument.
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ValueError(
+                f"expected `seed` to be an int >= 0. Received: seed={seed!r}. "
+                "Fix: pass e.g. seed=0."
+            )
         return self[np.random.default_rng(seed).permutation(len(self))]
 
     def take(self, n):
@@ -295,8 +302,8 @@ class TextData:
         return {value: int(count) for value, count in zip(values, counts)}
 
     def __repr__(self):
-        kind = "sentence pairs" if isinstance(self.texts[0], tuple) else "texts"
-        parts = [f"{len(self)} {kind}"]
+        kind = "sentence pair" if isinstance(self.texts[0], tuple) else "text"
+        parts = [f"{len(self)} {kind}{'s' if len(self) != 1 else ''}"]
         if self.labels is None:
             parts.append("no labels")
         elif self.labels.dtype == np.float32 and self.labels.ndim == 1:
@@ -577,6 +584,12 @@ def read_csv(
             line cannot be decoded with `encoding` (the message names it).
     """
     path = _check_path(path)
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        # Python's csv module would raise a TypeError naming no argument.
+        raise ValueError(
+            f"expected `delimiter` to be one character. Received: delimiter={delimiter!r}. "
+            "Fix: pass ',' for CSV or '\\t' for TSV."
+        )
     text_columns = (
         [text_column] if isinstance(text_column, str) else list(text_column)
     )

@@ -255,7 +255,7 @@ class QAData:
             "" if self.answers is None
             else f", {sum(bool(a['text']) for a in self.answers)} answerable"
         )
-        return f"QAData({len(self)} questions{answerable}, source={self.source!r})"
+        return f"QAData({len(self)} question{'s' if len(self) != 1 else ''}{answerable}, source={self.source!r})"
 
 
 def read_squad(path, encoding="utf-8"):

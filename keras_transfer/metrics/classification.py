@@ -54,7 +54,7 @@ def _as_ids(values, label_names, name):
     if values.dtype.kind == "b":
         return values.astype("int64")
     if values.dtype.kind == "f" and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
-        return values.astype("int64")
+        values = values.astype("int64")  # whole floats (labels read as floats): checked below
     if values.dtype.kind not in "iu":
         raise ValueError(
             f"Expected class ids (integers) or class names in `{name}`. "

@@ -160,7 +160,7 @@ def _strict_entities(tags, scheme):
         prefix = tag[:1]
         if prefix not in allowed:
             raise ValueError(
-                f"Tag {tag!r} at position {position} is not a {scheme} tag: "
+                f"Tag {tag!r} at position {position} is not {'an' if scheme.startswith('I') else 'a'} {scheme} tag: "
                 f"its tags are {_READABLE[scheme]}. Pass the scheme the tags "
                 "are written in (`scheme=`)."
             )

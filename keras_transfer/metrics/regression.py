@@ -246,6 +246,38 @@ class PearsonCorrelation(keras.metrics.Metric):
         correlation = ops.where(denominator > 0, covariance / safe, 0.0)
         return ops.mean(correlation)
 
+    def align_for_sum(self, all_sum):
+        """Re-centres this process's sums on a shift every process shares.
+
+        `kt.distributed.reduce_metrics` sums each metric variable over the
+        processes, which gives the whole set's sums only if every process
+        shifted its values by the same amount; each one shifted by the mean
+        of its own first batch. So first every process moves its sums to the
+        processes' common mean (exactly, with the shifts' differences, which
+        are small: no precision is lost). Every process must call it
+        together.
+
+        Args:
+            all_sum: a function from a tensor to its sum over the processes.
+        """
+        if self._sums is None:
+            return
+        ops = keras.ops
+        n, st, sp, st2, sp2, stp, shift_true, shift_pred = self._sums
+        totals = all_sum(ops.stack([n, n * shift_true, n * shift_pred, ops.ones_like(n)]))
+        count = ops.maximum(totals[0], 1.0)
+        common_true, common_pred = totals[1] / count, totals[2] / count
+        dt, dp = shift_true - common_true, shift_pred - common_pred
+        # x - common = (x - shift) + dt, for every sum (old values on the right).
+        st2.assign(st2 + 2 * dt * st + n * dt * dt)
+        sp2.assign(sp2 + 2 * dp * sp + n * dp * dp)
+        stp.assign(stp + dt * sp + dp * st + n * dt * dp)
+        st.assign(st + n * dt)
+        sp.assign(sp + n * dp)
+        # The shifts are summed as well: each process holds its share.
+        shift_true.assign(common_true / totals[3])
+        shift_pred.assign(common_pred / totals[3])
+
     def reset_state(self):
         for variable in self._sums or []:
             variable.assign(keras.ops.zeros(variable.shape, dtype=variable.dtype))

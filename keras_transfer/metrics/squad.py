@@ -35,6 +35,8 @@ def normalize_answer(text):
     normalize_answer("The  Eiffel Tower!")  # "eiffel tower"
     ```
     """
+    if not isinstance(text, str):
+        raise ValueError(f"Expected `text` to be an answer string. Received: {text!r} of type {type(text).__name__}.")
     text = text.lower()
     text = "".join(ch for ch in text if ch not in _PUNCTUATION)
     text = _ARTICLES.sub(" ", text)

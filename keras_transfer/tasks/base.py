@@ -661,17 +661,39 @@ class Task(distributed.DataParallel, keras.Model):
     def get_compile_config(self):
         """Keras' compile config, plus the names excluded from weight decay
         (Keras' optimizers do not save them: biases and norms would be
-        decayed after a reload)."""
+        decayed after a reload).
+
+        The names go in the optimizer's entry, beside its class and config,
+        where Keras' deserialization does not look: the plain Functional
+        copy that `keras.models.clone_model` makes of a task is compiled
+        from this config by Keras' own `compile_from_config`, which passes
+        every top-level key to `compile()` (it would fail on an unknown
+        one); the copy gets the optimizer without them, as Keras' clone of
+        any model does. A top-level key is kept only for an optimizer given
+        by name (no entry to hold them).
+        """
         config = super().get_compile_config()
         pattern = getattr(getattr(self, "optimizer", None), "_exclude_from_weight_decay_pattern", None)
         if config and pattern is not None:
-            config["exclude_from_weight_decay"] = sorted(pattern.pattern.split("|"))
+            names = sorted(pattern.pattern.split("|"))
+            if isinstance(config.get("optimizer"), dict):
+                config["optimizer"] = {**config["optimizer"], "exclude_from_weight_decay": names}
+            else:
+                config["exclude_from_weight_decay"] = names
         return config
 
     def compile_from_config(self, config):
-        """Restores the compiled state of a saved model (used by loading)."""
+        """Restores the compiled state of a saved model (used by loading).
+
+        Reads the names excluded from weight decay from the optimizer's
+        entry, or from the top level, where files saved by earlier versions
+        hold them."""
         config = dict(config)
         excluded = config.pop("exclude_from_weight_decay", None)
+        if isinstance(config.get("optimizer"), dict) and "exclude_from_weight_decay" in config["optimizer"]:
+            optimizer = dict(config["optimizer"])
+            excluded = optimizer.pop("exclude_from_weight_decay")
+            config["optimizer"] = optimizer
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
         if excluded:
@@ -720,14 +742,18 @@ class Task(distributed.DataParallel, keras.Model):
                 optimizer._use_weight_decay(variable)
 
     def _size_schedule(self, steps):
-        schedule = getattr(getattr(self, "optimizer", None), "_learning_rate", None)
+        # Under "mixed_float16" Keras wraps the optimizer in a
+        # LossScaleOptimizer: the schedule, its step count and the gradient
+        # accumulation are those of the optimizer inside.
+        optimizer = _inner_optimizer(getattr(self, "optimizer", None))
+        schedule = getattr(optimizer, "_learning_rate", None)
         if isinstance(schedule, WarmupLinearDecay) and schedule.sized_by_fit and steps:
             # With gradient accumulation the optimizer updates once per k
             # batches, and Keras evaluates the schedule at the batch count.
-            accumulation = getattr(self.optimizer, "gradient_accumulation_steps", None) or 1
+            accumulation = getattr(optimizer, "gradient_accumulation_steps", None) or 1
             schedule.resize(
                 -(-steps // accumulation),
-                start_step=int(keras.ops.convert_to_numpy(self.optimizer._iterations)),
+                start_step=int(keras.ops.convert_to_numpy(optimizer._iterations)),
                 steps_per_update=accumulation,
             )
 
@@ -787,7 +813,9 @@ class Task(distributed.DataParallel, keras.Model):
 
         Everything else is `keras.Model.fit`.
         """
-        check_fit_arguments(cache_features, stop_on_nan, cache_memory_limit, cache_dir)
+        check_fit_arguments(
+            cache_features, stop_on_nan, cache_memory_limit, cache_dir, shuffle, kwargs.get("verbose", "auto")
+        )
         check_epochs(epochs)
         check_data_given(x, "fit")
         if "callbacks" in kwargs:
@@ -847,7 +875,7 @@ class Task(distributed.DataParallel, keras.Model):
             limit = FEATURE_CACHE_MEMORY_LIMIT if cache_memory_limit is None else cache_memory_limit
             with _FeatureStorage(limit, cache_dir) as storage:
                 return self._fit_on_cached_features(data, epochs, validation_data, steps, kwargs, storage)
-        self._size_schedule(steps * epochs if steps else None)
+        self._size_schedule(steps * _epochs_to_run(epochs, kwargs) if steps else None)
         if isinstance(data, TextBatches):
             # TextBatches shuffles itself, as a pure function of (seed,
             # epoch); Keras' own shuffle would add Python's global RNG.
@@ -947,7 +975,7 @@ class Task(distributed.DataParallel, keras.Model):
             weighted_metrics=_fresh_metrics(compiled.get("weighted_metrics")),
             loss_weights=compiled.get("loss_weights"),
         )
-        self._size_schedule(steps * epochs if steps else None)
+        self._size_schedule(steps * _epochs_to_run(epochs, kwargs) if steps else None)
         # The same batches, in the same order, as training on the texts.
         batches = distributed.shard(_FeatureBatches(x, data))
         # `model.stop_training = True` (from a callback holding the model)
@@ -1423,7 +1451,7 @@ def check_rate_callbacks(optimizer, callbacks):
     `LearningRateScheduler` at the first epoch, after the features are
     computed; `ReduceLROnPlateau` after `patience` epochs without progress,
     losing the rest of the run."""
-    schedule = getattr(optimizer, "_learning_rate", None)
+    schedule = getattr(_inner_optimizer(optimizer), "_learning_rate", None)
     if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
         return
     setters = [
@@ -1527,9 +1555,23 @@ class _FeatureStorage:
         return self._spill is not None
 
 
+def _epochs_to_run(epochs, kwargs):
+    """The epochs this `fit` runs: from `initial_epoch` (Keras' argument,
+    for going on with a run) to `epochs`, which is an epoch number, not a
+    count. Each `fit` stretches the default schedule over its own steps."""
+    return max(epochs - (kwargs.get("initial_epoch") or 0), 0)
+
+
+def _inner_optimizer(optimizer):
+    """The optimizer that updates the weights: the one inside Keras'
+    `LossScaleOptimizer` (which `compile` adds under "mixed_float16")."""
+    return getattr(optimizer, "inner_optimizer", None) or optimizer
+
+
 def _check_accumulation(optimizer, steps, epochs):
     """Refuses a `fit` whose batches are too few for one accumulated update
     (Keras would run it and change no weight, without a word)."""
+    optimizer = _inner_optimizer(optimizer)
     every = getattr(optimizer, "gradient_accumulation_steps", None)
     if not every or not steps or not isinstance(epochs, int) or epochs < 1:
         return
@@ -1543,8 +1585,33 @@ def _check_accumulation(optimizer, steps, epochs):
         )
 
 
-def check_fit_arguments(cache_features, stop_on_nan, cache_memory_limit, cache_dir):
-    """Checks the arguments `Task.fit` adds to Keras' (each task's `fit`)."""
+def check_flag(name, value):
+    """Refuses a True/False argument given as anything else: a string such
+    as "no" is true to Python, so it would silently mean True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"Expected `{name}` to be True or False. Received: {name}={value!r}")
+
+
+def check_verbose(verbose):
+    """Refuses a `verbose` Keras does not know: its progress bar shows
+    nothing for any value but "auto", 0, 1 and 2, while `fit` still
+    prints its own lines for any true one."""
+    known = (isinstance(verbose, str) and verbose == "auto") or (
+        isinstance(verbose, (int, np.integer)) and verbose in (0, 1, 2)
+    )
+    if not known:
+        raise ValueError(
+            "Expected `verbose` to be 'auto', 0 (silent), 1 (a progress bar) or 2 "
+            f"(one line per epoch). Received: verbose={verbose!r}"
+        )
+
+
+def check_fit_arguments(cache_features, stop_on_nan, cache_memory_limit, cache_dir, shuffle=True, verbose="auto"):
+    """Checks the arguments `Task.fit` adds to Keras' (each task's `fit`),
+    and the flags of Keras' own that `fit` reads itself (`shuffle` picks
+    how the texts are batched, `verbose` whether `fit` prints)."""
+    check_flag("shuffle", shuffle)
+    check_verbose(verbose)
     if not (cache_features is True or cache_features is False or (isinstance(cache_features, str) and cache_features == "auto")):
         raise ValueError(
             "Expected `cache_features` to be 'auto', True or False. "

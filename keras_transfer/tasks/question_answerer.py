@@ -26,8 +26,8 @@ from keras_transfer.qa import (
     make_windows,
     plain_answers,
 )
-from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task, _as_standard_float
-from keras_transfer.tasks.text_classifier import _check_freeze, apply_freeze, head_initializer
+from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task, _as_standard_float, check_flag, check_verbose
+from keras_transfer.tasks.text_classifier import _check_freeze, _check_no_truncation, apply_freeze, head_initializer
 
 # Large enough to zero a softmax in float32, small enough not to overflow.
 _MASK_VALUE = -1e9
@@ -226,6 +226,9 @@ class QuestionAnswerer(Task):
                 `null_threshold`, `dropout`, `compile`).
         """
         _check_freeze(freeze)
+        _check_no_truncation(
+            cls, kwargs.pop("truncation", "head"), "a long context is split into windows that overlap by `stride` tokens"
+        )
         backbone, preprocessor = load_backbone(
             preset, sequence_length=sequence_length, load_weights=load_weights, dtype=dtype
         )
@@ -395,6 +398,9 @@ class QuestionAnswerer(Task):
                 "(its head reads every token of every window). Leave it out."
             )
         kwargs.pop("cache_features", None)
+        # Checked before the data is windowed (`Task.fit` checks them after).
+        check_flag("shuffle", shuffle)
+        check_verbose(kwargs.get("verbose", "auto"))
         data = self._batches(x, questions, contexts, answers, batch_size, shuffle, seed, "x")
         if validation_data is not None and not isinstance(validation_data, keras.utils.PyDataset):
             validation_data = self._batches(

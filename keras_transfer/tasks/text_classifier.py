@@ -21,6 +21,19 @@ def _check_freeze(freeze):
     )
 
 
+def _check_no_truncation(cls, truncation, how):
+    """Refuses a `truncation` other than the default for a task that cuts
+    nothing off: it splits long inputs into windows, so "tail" or
+    "head+tail" would be kept in the preprocessor and never apply."""
+    if isinstance(truncation, str) and truncation == "head":
+        return
+    raise ValueError(
+        f"{cls.__name__} takes no `truncation`: it keeps every token of a long input "
+        f"({how}), so there is no head or tail to choose. Leave `truncation` out; "
+        f"`sequence_length` sets the window length. Received: truncation={truncation!r}"
+    )
+
+
 def apply_freeze(model, freeze):
     """Applies a task's `freeze` argument to its backbone."""
     _check_freeze(freeze)

@@ -27,7 +27,13 @@ from keras_transfer.metrics.entities import (
 )
 from keras_transfer.tagging import TaggedBatches, check_tag_names, split_words
 from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task, _as_standard_float
-from keras_transfer.tasks.text_classifier import check_head_arguments, check_label_names, head_initializer, task_from_preset
+from keras_transfer.tasks.text_classifier import (
+    _check_no_truncation,
+    check_head_arguments,
+    check_label_names,
+    head_initializer,
+    task_from_preset,
+)
 
 
 def _check_not_raw_sentences(x, name):
@@ -197,6 +203,9 @@ class TokenClassifier(Task):
             dtype: dtype policy of the backbone and head. Defaults to `None`.
             **kwargs: the head's arguments (`hidden_units`, `dropout`).
         """
+        _check_no_truncation(
+            cls, kwargs.pop("truncation", "head"), "a sentence longer than a window is split into windows of whole words"
+        )
         return task_from_preset(
             cls,
             preset,

@@ -26,6 +26,7 @@ from keras_transfer.tasks.base import (
     Task,
     _check_accumulation,
     _EpochOrder,
+    _epochs_to_run,
     _is_raw_text,
     check_fit_arguments,
     check_data_given,
@@ -69,7 +70,8 @@ def _check_preprocessor(backbone, preprocessor):
     if preprocessor.family != ENCODER_DECODERS.get(name):
         raise ValueError(
             f"The preprocessor packs for {preprocessor.backbone_class}, but the backbone "
-            f"is a {name}. Build it with kt.Seq2SeqPreprocessor(tokenizer, {name!r}, ...)."
+            f"is {'an' if name[:1] in 'AEIOU' or name.startswith('XL') else 'a'} {name}. "
+            f"Build it with kt.Seq2SeqPreprocessor(tokenizer, {name!r}, ...)."
         )
     limit = getattr(backbone, "max_sequence_length", None)
     if limit is None:  # relative positions (T5): any length
@@ -150,8 +152,15 @@ def _freeze_encoder(backbone):
 
 def _load(preset, load_weights, dtype):
     """A backbone and tokenizer from a preset name or directory."""
-    from keras_transfer.backbones import _check_directory, _download_error, _looks_like_path, no_preset_directory
+    from keras_transfer.backbones import (
+        _check_directory,
+        _download_error,
+        _looks_like_path,
+        check_load_weights,
+        no_preset_directory,
+    )
 
+    check_load_weights(load_weights)
     if isinstance(preset, pathlib.PurePath):
         preset = str(preset)
     if not isinstance(preset, str) or not preset:
@@ -427,7 +436,9 @@ class Translator(Task):
                 "output layer is the backbone's own token embedding, so nothing "
                 "runs on fixed features. Leave `cache_features` out."
             )
-        check_fit_arguments(cache_features, stop_on_nan, cache_memory_limit, cache_dir)
+        check_fit_arguments(
+            cache_features, stop_on_nan, cache_memory_limit, cache_dir, shuffle, kwargs.get("verbose", "auto")
+        )
         check_epochs(epochs)
         check_data_given(x, "fit")
         self._check_something_trains()
@@ -448,7 +459,7 @@ class Translator(Task):
         validation_data = self._validation_batches(validation_data, batch_size)
         steps = kwargs.get("steps_per_epoch") or len(data)
         _check_accumulation(self.optimizer, steps, epochs - kwargs.get("initial_epoch", 0))
-        self._size_schedule(steps * epochs)
+        self._size_schedule(steps * _epochs_to_run(epochs, kwargs))
         kwargs = distributed.main_process_kwargs({**kwargs, "callbacks": callbacks})
         return keras.Model.fit(
             self,
