@@ -116,7 +116,7 @@ class TextBatches(keras.utils.PyDataset):
             )
         if labels is not None and len(labels) != len(texts):
             raise ValueError(
-                f"Got {len(texts)} texts but {len(labels)} labels. Give one "
+                f"Got {len(texts)} text{'s' if len(texts) != 1 else ''} but {len(labels)} label{'s' if len(labels) != 1 else ''}. Give one "
                 "label per text."
             )
         self.preprocessor = preprocessor

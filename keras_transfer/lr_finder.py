@@ -2,13 +2,16 @@
 
 Train for a few steps while the learning rate grows exponentially from
 `min_lr` to `max_lr`, record the loss of every step, and pick a rate where
-the loss falls fastest. The model's weights and its optimizer are exactly
-as before afterwards: the sweep runs with a fresh copy of the optimizer,
-and every weight is restored from a snapshot.
+the loss falls fastest. The model's weights, its optimizer and the random
+state are exactly as before afterwards: the sweep runs with a fresh copy of
+the optimizer, every weight is restored from a snapshot, and so are the
+random generators its steps drew from (a `fit` after the sweep is the `fit`
+without it, dropout masks included).
 """
 
 import math
 import numbers
+import random
 
 import keras
 import numpy as np
@@ -231,6 +234,59 @@ def _sweep_optimizer(original, schedule):
     return sweep
 
 
+def _save_random_state(model):
+    """Every random state a step draws from, to put back after the sweep.
+
+    The dropout of the model's layers draws from their Keras
+    `SeedGenerator`s (state variables, not among the weights), unseeded
+    random ops from Keras' global one; data loading and anything unseeded
+    from torch's (CPU and CUDA), NumPy's and Python's. Left advanced by the
+    sweep, a later `fit` would draw other dropout masks than without it.
+    """
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+
+    from keras_transfer.callbacks.backup import _seed_generators
+
+    generators = _seed_generators(model)
+    global_generator = global_state.get_global_attribute(GLOBAL_SEED_GENERATOR)
+    state = {
+        "generators": [(variable, np.array(variable.numpy(), copy=True)) for variable in generators],
+        "global_generator": global_generator,
+        "global_value": None if global_generator is None else np.array(global_generator.state.numpy(), copy=True),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+    if keras.config.backend() == "torch":
+        import torch
+
+        state["torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_random_state(state):
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+
+    for variable, value in state["generators"]:
+        variable.assign(value)
+    # A global generator the sweep created (from Python's random state)
+    # goes: the next random op creates it again, from the state put back.
+    global_state.set_global_attribute(GLOBAL_SEED_GENERATOR, state["global_generator"])
+    if state["global_generator"] is not None:
+        state["global_generator"].state.assign(state["global_value"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "torch" in state:
+        import torch
+
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state:
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def find_learning_rate(
     model,
     x,
@@ -248,9 +304,13 @@ def find_learning_rate(
     The sweep uses a fresh copy of the model's optimizer (same class and
     settings, its learning rate replaced by `ExponentialSweep`), so the
     model's own optimizer, its state and its schedule are untouched; every
-    weight of the model is restored afterwards. With a frozen backbone and
-    raw text, the backbone's features are computed once and only the head
-    runs each step (feature caching), which makes the test fast.
+    weight of the model is restored afterwards, and so is the random state
+    (torch's CPU and CUDA generators, the Keras `SeedGenerator`s of the
+    model's dropout layers and Keras' global one, NumPy's and Python's):
+    `find_learning_rate` then `fit` gives the weights of `fit` alone.
+    With a frozen backbone and raw text, the backbone's features are
+    computed once and only the head runs each step (feature caching),
+    which makes the test fast.
 
     Args:
         model: a `kt.Task` (compiled; `compile()` defaults are applied
@@ -285,6 +345,7 @@ def find_learning_rate(
     saved_compile = dict(model._compile_config.config)
     saved_compiled_with = dict(model._compiled_with)
     snapshot = [np.array(v.numpy(), copy=True) for v in model.weights]
+    random_state = _save_random_state(model)
     original = model.optimizer
     schedule = ExponentialSweep(min_lr, max_lr, steps)
     sweep_optimizer = _sweep_optimizer(original, schedule)
@@ -308,6 +369,7 @@ def find_learning_rate(
     finally:
         for variable, value in zip(model.weights, snapshot):
             variable.assign(value)
+        _restore_random_state(random_state)
         keras.Model.compile(model, **saved_compile)
         if model.optimizer is not original:
             # Under "mixed_float16" compile wraps the optimizer in a new

@@ -53,11 +53,39 @@ def _as_dict(history):
     )
 
 
+def _validation_positions(history, epochs, count):
+    """Where on the x-axis `count` validation values go, `epochs` being the
+    training curve's positions.
+
+    `fit` with `validation_freq` validates some epochs only: the History of
+    a `kt` model records which (`validation_epochs`). A plain Keras History
+    does not; when its `params` hold `validation_freq`, the validated epochs
+    are those Keras picks with it. Failing both, the values go at the first
+    `count` epochs, as for a History validated every epoch.
+    """
+    numbers = getattr(history, "validation_epochs", None)
+    run = [int(e) + 1 for e in getattr(history, "epoch", None) or []]  # epoch numbers, 1-based
+    # A resumed run (`initial_epoch`) numbers its epochs from there.
+    known = run if len(run) == len(epochs) else [int(e) for e in epochs]
+    if numbers is None and count < len(epochs):
+        params = getattr(history, "params", None)
+        freq = params.get("validation_freq") if isinstance(params, dict) else None
+        if isinstance(freq, int) and not isinstance(freq, bool) and freq > 0:
+            numbers = [e for e in known if e % freq == 0]
+        elif isinstance(freq, (list, tuple)):
+            numbers = [e for e in known if e in freq]
+    if not isinstance(numbers, (list, tuple)) or len(numbers) != count or not all(n in known for n in numbers):
+        return epochs[:count]
+    return np.asarray([known.index(n) + 1 for n in numbers])
+
+
 def plot_history(history, path=None, metrics=None):
     """Draws loss and metrics per epoch, training and validation, and the rate.
 
     One panel per quantity (`loss`, then each metric), with the training
-    curve and, when logged, the validation curve (`val_…`). A
+    curve and, when logged, the validation curve (`val_…`), at the epochs
+    that were validated (with `fit(..., validation_freq=2)`, every other
+    one; see `_validation_positions`). A
     `learning_rate` log (from `kt.callbacks.LearningRateLogger`,
     `ReduceLROnPlateau` or `LearningRateScheduler`) gets its own panel on a
     log scale. A `stage` log (from `model.fine_tune`) draws a line where
@@ -117,7 +145,8 @@ def plot_history(history, path=None, metrics=None):
         ax.plot(epochs[: len(values)], values, marker="o", markersize=3, label="learning rate" if name == "learning_rate" else "train")
         if f"val_{name}" in logs:
             val = np.asarray(logs[f"val_{name}"], dtype="float64")
-            ax.plot(epochs[: len(val)], val, marker="o", markersize=3, label="validation")
+            at = _validation_positions(history, epochs, len(val))
+            ax.plot(at, val, marker="o", markersize=3, label="validation")
         if name == "learning_rate" and np.all(values > 0):
             ax.set_yscale("log")
         if stages is not None:

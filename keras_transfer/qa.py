@@ -86,14 +86,7 @@ def token_offsets(preprocessor, texts):
     else:
         fast = None
     if fast is None:
-        raise ValueError(
-            f"Question answering needs the character offset of every token, "
-            f"which {type(tokenizer).__name__} does not give. Supported: "
-            "WordPiece tokenizers (BERT, DistilBERT, ELECTRA) and byte-level "
-            "BPE tokenizers (GPT-2, RoBERTa) on HuggingFace `tokenizers` (as "
-            "KerasHub runs them without TensorFlow); SentencePiece ones "
-            "(ALBERT, DeBERTa, XLM-RoBERTa) are not supported yet."
-        )
+        raise _no_offsets(type(tokenizer))
     # Lone surrogates become U+FFFD, one character for one: offsets still
     # index the original texts.
     texts = [_valid_unicode(text) for text in texts]
@@ -118,6 +111,27 @@ def token_offsets(preprocessor, texts):
             offsets[row] = (start, end)
         out.append((ids, offsets))
     return out
+
+
+def _no_offsets(tokenizer_class):
+    return ValueError(
+        f"Question answering needs the character offset of every token, "
+        f"which {tokenizer_class.__name__} does not give. Supported: "
+        "WordPiece tokenizers (BERT, DistilBERT, ELECTRA) and byte-level "
+        "BPE tokenizers (GPT-2, RoBERTa) on HuggingFace `tokenizers` (as "
+        "KerasHub runs them without TensorFlow); SentencePiece ones "
+        "(ALBERT, DeBERTa, XLM-RoBERTa) are not supported yet."
+    )
+
+
+def check_tokenizer(tokenizer):
+    """Raises `token_offsets`' `ValueError` for a tokenizer (or tokenizer
+    class) of a kind that gives no character offsets, so that a model is
+    refused when it is built rather than at its first `fit` or `answer`.
+    """
+    cls = tokenizer if isinstance(tokenizer, type) else type(tokenizer)
+    if not issubclass(cls, (keras_hub.tokenizers.WordPieceTokenizer, keras_hub.tokenizers.BytePairTokenizer)):
+        raise _no_offsets(cls)
 
 
 def _typed_special_pieces(texts, specials):
@@ -374,15 +388,19 @@ class QABatches(keras.utils.PyDataset):
 def best_span(start_logits, end_logits, window, max_answer_length=30):
     """The best-scoring valid span of one window.
 
-    A span is valid when both ends are context tokens, the end is not before
-    the start, and it is at most `max_answer_length` tokens long. Every such
+    A span is valid when both ends are context tokens with text, the end is
+    not before the start, and it is at most `max_answer_length` tokens
+    long. Byte-level BPE has tokens of whitespace alone ("Ġ", "Ċ"), whose
+    trimmed character spans are empty: a span of only those would answer
+    `""` as if the question had none, and one starting or ending on one
+    would answer with a space at its edge. Every such
     span is scored (`start_logits[s] + end_logits[e]`), which finds the
     exact best (HuggingFace's n-best over the top-k starts and ends
     approximates it).
 
     Returns:
         `(score, start, end)` token positions, or `None` when the window
-        has no context token.
+        has no such span.
     """
     n = len(window.token_ids)
     start_logits = np.asarray(start_logits[:n], dtype="float64")
@@ -393,6 +411,10 @@ def best_span(start_logits, end_logits, window, max_answer_length=30):
     scores = start_logits[:, None] + end_logits[None, :]  # (start, end)
     s, e = np.indices((n, n))
     valid = context[:, None] & context[None, :] & (e >= s) & (e - s < max_answer_length)
+    text = window.offsets[:, 1] > window.offsets[:, 0]  # not whitespace alone
+    valid &= text[:, None] & text[None, :]
+    if not valid.any():
+        return None
     scores = np.where(valid, scores, -np.inf)
     flat = int(np.argmax(scores))
     start, end = divmod(flat, n)

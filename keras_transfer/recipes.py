@@ -45,6 +45,39 @@ def _merge(histories, model):
     return merged
 
 
+def _kept_compile(model):
+    """The `compile()` arguments of the user's that both stages keep.
+
+    Each stage compiles again for its own rate and schedule; the loss,
+    the metrics and the other arguments of Keras' `compile` (a loss with
+    `ignore_class` or label smoothing, `weighted_metrics`, `jit_compile`)
+    are the user's, and so are `weight_decay`, `warmup` and
+    `gradient_accumulation_steps` of the default optimizer. With their own
+    optimizer (or one restored by `kt.load_model`) the stages still use
+    the default AdamW, with the weight decay and gradient accumulation of
+    theirs when it is an AdamW. Nothing is kept from a model never
+    compiled: `compile()`'s defaults, as before.
+    """
+    given = model.__dict__.get("_compile_arguments")
+    if given is None:
+        return {}
+    kept = dict(given["kwargs"], loss=given["loss"], metrics=given["metrics"])
+    if given["auto_optimizer"]:
+        kept.update(
+            weight_decay=given["weight_decay"],
+            warmup=given["warmup"],
+            gradient_accumulation_steps=given["gradient_accumulation_steps"],
+        )
+    else:
+        optimizer = getattr(model.optimizer, "inner_optimizer", None) or model.optimizer
+        if isinstance(optimizer, keras.optimizers.AdamW):
+            kept.update(
+                weight_decay=optimizer.weight_decay,
+                gradient_accumulation_steps=optimizer.gradient_accumulation_steps,
+            )
+    return kept
+
+
 def fine_tune(
     model,
     x,
@@ -73,6 +106,15 @@ def fine_tune(
     runs once). Stage 2 unfreezes the backbone (or its top `unfreeze`
     blocks), compiles again with `learning_rate` (and `layer_decay`) and
     trains for `epochs`. Each stage has its own warmup and decay.
+
+    Both compiles keep what you compiled the model with, except the rates:
+    your loss (say one with `ignore_class`), metrics and the other
+    arguments of Keras' `compile`, and the `weight_decay`, `warmup` and
+    `gradient_accumulation_steps` of `compile()`'s default optimizer. The
+    stages always train with that default AdamW, at their own rates; your
+    own optimizer gives them its weight decay and gradient accumulation
+    when it is an AdamW (as a model reloaded by `kt.load_model` has). A
+    model compiled with the defaults trains with the defaults.
 
     With `validation_data`, each stage stops early when `val_loss` has
     not improved for `patience` epochs and ends with its best weights
@@ -192,17 +234,18 @@ def fine_tune(
         return extra
 
     common = dict(validation_data=validation_data, batch_size=batch_size, seed=seed, verbose=verbose)
+    kept = _kept_compile(model)  # read before a stage's compile replaces the optimizer
     histories = []
     if head_epochs:
         freezing.freeze(model)
-        model.compile(learning_rate=head_learning_rate)
+        model.compile(learning_rate=head_learning_rate, **kept)
         history = model.fit(
             x, y, epochs=head_epochs, callbacks=stage_callbacks(False),
             cache_memory_limit=cache_memory_limit, cache_dir=cache_dir, **common,
         )
         histories.append((1, history))
     freezing.unfreeze(model, top=None if unfreeze == "all" else unfreeze)
-    model.compile(learning_rate=learning_rate, layer_decay=layer_decay)
+    model.compile(learning_rate=learning_rate, layer_decay=layer_decay, **kept)
     history = model.fit(x, y, epochs=epochs, callbacks=stage_callbacks(True), **common)
     histories.append((2, history))
     merged = _merge(histories, model)

@@ -45,6 +45,9 @@ def load_model(filepath, custom_objects=None, compile=True):
         compile: restore the optimizer, loss and metrics. Defaults to
             `True`.
     """
+    from keras_transfer.tasks.base import check_flag  # the tasks import this module
+
+    check_flag("compile", compile)
     if not isinstance(filepath, (str, os.PathLike)):
         raise ValueError(
             "Expected `filepath` to be the path of a `.keras` file (a string or a "

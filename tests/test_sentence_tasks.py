@@ -415,7 +415,7 @@ def test_multi_label_save_and_load(bert_preset, tmp_path):
         (["pos", "neg"] * 5, ["one value per text (label names", "one list of label names per text", "multi-hot"]),
         (np.array(LABELS), ["shape (10,)", "Class ids are not accepted", "multi-hot"]),
         (LABELS, ["one value per text (single values", "multi-hot"]),
-        ([[1]] * 10, ["1 columns", "3 labels"]),
+        ([[1]] * 10, ["has 1 column but", "3 labels"]),
         ([[0, 2], [1]] * 5, ["`y[0]` is [0, 2]", "needs 3 numbers", "Class ids are not accepted"]),
         (np.ones((10, 2)), ["2 columns", "3 labels"]),
         (MULTI_HOT * 2, ["only 0s and 1s", "found 2.0"]),

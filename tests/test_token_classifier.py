@@ -401,7 +401,7 @@ def test_bad_tags_name_the_example(bert_preset):
         model.fit([["one"], ["film"]], [["B-PER"], ["B-ORG"]], verbose=0)
     with raises(ValueError, "y[0]", "0..4"):
         model.fit([["one"]], [[7]], verbose=0)
-    with raises(ValueError, "2 sentences but 1 tag lists"):
+    with raises(ValueError, "2 sentences but 1 tag list in"):
         model.fit([["one"], ["film"]], [["B-PER"]], verbose=0)
     with raises(ValueError, "x[0]", "string 'one'", "wrap it in a list"):
         model.fit(["one", "film"], [["B-PER"], ["B-LOC"]], verbose=0)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_transfer.datasets.readers import _check_path_type
 from keras_transfer.datasets.readers import _decode_error
 from keras_transfer.datasets.readers import _text_encoding
 
@@ -166,7 +167,7 @@ def check_tags(words, tags, name="y", source=None):
     tags = list(tags)
     if len(tags) != len(words):
         raise ValueError(
-            f"Got {len(words)} sentences but {len(tags)} tag lists in `{name}`"
+            f"Got {len(words)} sentence{'s' if len(words) != 1 else ''} but {len(tags)} tag list{'s' if len(tags) != 1 else ''} in `{name}`"
             f"{where}. Give one list of tags per sentence."
         )
     for i, (sentence, sentence_tags) in enumerate(zip(words, tags)):
@@ -212,6 +213,7 @@ def read_conll(path, tag_column=-1, word_column=0, tag_names=None, encoding="utf
     pos = kt.datasets.read_conll("conll2003/train.txt", tag_column=1)
     ```
     """
+    _check_path_type(path, example="conll2003/train.txt")
     path = Path(os.fspath(path)).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"No CoNLL file at {str(path)!r}. Check the path.")

@@ -4,6 +4,7 @@ import dataclasses
 import os
 import pathlib
 
+from keras_transfer.datasets.readers import _check_path_type
 from keras_transfer.datasets.readers import _decode_error
 from keras_transfer.datasets.readers import _text_encoding
 
@@ -69,6 +70,8 @@ def read_parallel(source_path, target_path, skip_empty=True, encoding="utf-8"):
     Returns:
         A `ParallelData`.
     """
+    _check_path_type(source_path, "source_path", example="multi30k/train.en")
+    _check_path_type(target_path, "target_path", example="multi30k/train.de")
     paths = [pathlib.Path(os.path.expanduser(os.fspath(p))) for p in (source_path, target_path)]
     lines = []
     for path in paths:
@@ -108,6 +111,7 @@ def multi30k(path, split="train", source_language="en", target_language="de"):
         source_language: `"en"` or `"de"`. Defaults to `"en"`.
         target_language: the other one. Defaults to `"de"`.
     """
+    _check_path_type(path, example="multi30k")
     if split not in ("train", "val", "test"):
         raise ValueError(f"Unknown split {split!r}. Expected 'train', 'val' or 'test'.")
     if {source_language, target_language} != {"en", "de"}:

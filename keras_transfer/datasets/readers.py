@@ -179,7 +179,7 @@ class TextData:
         if self.labels.ndim == 2 and self.labels.shape[1] != len(label_names):
             raise ValueError(
                 "expected one name per multi-hot column. Received: "
-                f"labels with {self.labels.shape[1]} columns, "
+                f"labels with {self.labels.shape[1]} column{'s' if self.labels.shape[1] != 1 else ''}, "
                 f"label_names={label_names}. "
                 "Fix: give one name per column."
             )
@@ -468,14 +468,21 @@ def from_lists(texts, labels=None, label_names=None, source="<in memory>"):
     return TextData(texts, labels, label_names, source)
 
 
-def _check_path(path, what="file"):
-    """Return `path` as a `Path`, raising a clear error if it is unusable."""
+def _check_path_type(path, name="path", example="data/train.csv"):
+    """Refuses a `path` that is not a path (None, a list, an open file):
+    every reader's first step turns it into a `Path`, which would fail with
+    Python's own TypeError that names no argument."""
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(
-            f"expected `path` to be a str or pathlib.Path. Received: "
-            f"path={_describe(path)} of type {type(path).__name__}. "
-            "Fix: pass the location of the data, e.g. 'data/train.csv'."
+            f"expected `{name}` to be a str or pathlib.Path. Received: "
+            f"{name}={_describe(path)} of type {type(path).__name__}. "
+            f"Fix: pass the location of the data, e.g. {example!r}."
         )
+
+
+def _check_path(path, what="file"):
+    """Return `path` as a `Path`, raising a clear error if it is unusable."""
+    _check_path_type(path)
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(
@@ -630,7 +637,7 @@ def _read_csv_rows(path, text_columns, label_column, delimiter, encoding):
             values = [row[column] for column in wanted]
             if any(value is None for value in values):
                 raise ValueError(
-                    f"expected every row to have the {len(columns)} columns "
+                    f"expected every row to have the {len(columns)} column{'s' if len(columns) != 1 else ''} "
                     f"of the header. Received: line {reader.line_num} of "
                     f"'{path}' has fewer. Fix: repair that row."
                 )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_transfer.datasets.readers import _check_path_type
 from keras_transfer.datasets.readers import _decode_error
 from keras_transfer.datasets.readers import _text_encoding
 
@@ -107,8 +108,8 @@ def normalize_answers(answers, contexts, ids=None, name="answers"):
         starts = [int(start) if isinstance(start, np.integer) else start for start in starts]
         if len(texts) != len(starts):
             raise ValueError(
-                f"`{name}[{i}]` has {len(texts)} texts but {len(starts)} "
-                f"answer_start values ({where}). Give one start per text."
+                f"`{name}[{i}]` has {len(texts)} text{'s' if len(texts) != 1 else ''} but {len(starts)} "
+                f"answer_start value{'s' if len(starts) != 1 else ''} ({where}). Give one start per text."
             )
         for text, start in zip(texts, starts):
             if not isinstance(text, str) or not text.strip():
@@ -280,6 +281,7 @@ def read_squad(path, encoding="utf-8"):
     train, test = dev.with_titles(dev.article_titles[:38]), dev.with_titles(dev.article_titles[38:])
     ```
     """
+    _check_path_type(path, example="squad/train-v1.1.json")
     path = Path(os.fspath(path)).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"No SQuAD file at {str(path)!r}. Check the path.")

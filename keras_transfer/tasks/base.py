@@ -417,8 +417,8 @@ class Task(distributed.DataParallel, keras.Model):
         Sweeps the rate exponentially from `min_lr` to `max_lr` over
         `steps` training steps and returns an `LRFinderResult`
         (`.learning_rates`, smoothed `.losses`, `.suggestion` at the
-        steepest descent, `.plot(path)`). Weights and the optimizer's
-        state are as before afterwards. Example:
+        steepest descent, `.plot(path)`). Weights, the optimizer's
+        state and the random state are as before afterwards. Example:
         `model.compile(learning_rate=model.find_learning_rate(texts, labels).suggestion)`.
         """
         return lr_finder.find_learning_rate(
@@ -429,7 +429,9 @@ class Task(distributed.DataParallel, keras.Model):
         """Head first on the frozen backbone, then unfrozen (`kt.recipes.fine_tune`).
 
         Returns one `History` whose `stage` log says which stage (1: head,
-        2: unfrozen) each epoch belongs to. Example:
+        2: unfrozen) each epoch belongs to. Each stage compiles again with
+        its own rate, keeping the loss, metrics and weight decay you
+        compiled with. Example:
         `model.fine_tune(train, validation_data=test, head_epochs=3, epochs=2, unfreeze=2)`.
         """
         from keras_transfer import recipes
@@ -488,7 +490,7 @@ class Task(distributed.DataParallel, keras.Model):
             y = self._check_labels(y, name="y" if name == "x" else f"{name} labels")
             if len(y) != len(x):
                 raise ValueError(
-                    f"Got {len(x)} texts but {len(y)} labels in `{name}`. Give "
+                    f"Got {len(x)} text{'s' if len(x) != 1 else ''} but {len(y)} label{'s' if len(y) != 1 else ''} in `{name}`. Give "
                     "exactly one label per text."
                 )
         return (
@@ -601,6 +603,17 @@ class Task(distributed.DataParallel, keras.Model):
             **kwargs: passed to `keras.Model.compile` (for example
                 `jit_compile`, `steps_per_execution`).
         """
+        # What the user chose besides the rate, before "auto" is resolved:
+        # `fine_tune` compiles each of its stages with it (`recipes._kept_compile`).
+        given = {
+            "loss": loss,
+            "metrics": metrics,
+            "auto_optimizer": isinstance(optimizer, str) and optimizer == "auto",
+            "weight_decay": weight_decay,
+            "warmup": warmup,
+            "gradient_accumulation_steps": gradient_accumulation_steps,
+            "kwargs": dict(kwargs),
+        }
         # Whether compile picked the head's rate for a frozen backbone: a
         # backbone unfrozen before the first fit must not train at it.
         self.__dict__["_rate_chosen_for_frozen"] = False
@@ -656,6 +669,7 @@ class Task(distributed.DataParallel, keras.Model):
             "weighted_metrics": kwargs.get("weighted_metrics"),
             "loss_weights": kwargs.get("loss_weights"),
         }
+        self.__dict__["_compile_arguments"] = given
         self._prepare_for_jit_compile()
 
     def get_compile_config(self):
@@ -671,15 +685,29 @@ class Task(distributed.DataParallel, keras.Model):
         one); the copy gets the optimizer without them, as Keras' clone of
         any model does. A top-level key is kept only for an optimizer given
         by name (no entry to hold them).
+
+        An optimizer not built yet (compiled, never trained) is marked so
+        in its entry, with whether `compile` chose the head's rate for a
+        frozen backbone: its saved state is only a step count, so loading
+        must not build it first (Keras would skip the load and warn that
+        the variable counts differ), and the guard against unfreezing
+        before the first fit comes back with it.
         """
         config = super().get_compile_config()
-        pattern = getattr(getattr(self, "optimizer", None), "_exclude_from_weight_decay_pattern", None)
+        optimizer = getattr(self, "optimizer", None)
+        pattern = getattr(optimizer, "_exclude_from_weight_decay_pattern", None)
         if config and pattern is not None:
             names = sorted(pattern.pattern.split("|"))
             if isinstance(config.get("optimizer"), dict):
                 config["optimizer"] = {**config["optimizer"], "exclude_from_weight_decay": names}
             else:
                 config["exclude_from_weight_decay"] = names
+        if config and isinstance(config.get("optimizer"), dict) and not getattr(optimizer, "built", True):
+            config["optimizer"] = {
+                **config["optimizer"],
+                "built": False,
+                "rate_chosen_for_frozen": bool(self.__dict__.get("_rate_chosen_for_frozen")),
+            }
         return config
 
     def compile_from_config(self, config):
@@ -687,18 +715,24 @@ class Task(distributed.DataParallel, keras.Model):
 
         Reads the names excluded from weight decay from the optimizer's
         entry, or from the top level, where files saved by earlier versions
-        hold them."""
+        hold them. An optimizer saved before it was built stays unbuilt
+        (see `get_compile_config`), as it was when saved."""
         config = dict(config)
         excluded = config.pop("exclude_from_weight_decay", None)
-        if isinstance(config.get("optimizer"), dict) and "exclude_from_weight_decay" in config["optimizer"]:
+        built, rate_chosen_for_frozen = True, False
+        if isinstance(config.get("optimizer"), dict):
             optimizer = dict(config["optimizer"])
-            excluded = optimizer.pop("exclude_from_weight_decay")
+            excluded = optimizer.pop("exclude_from_weight_decay", excluded)
+            built = optimizer.pop("built", True)
+            rate_chosen_for_frozen = optimizer.pop("rate_chosen_for_frozen", False)
             config["optimizer"] = optimizer
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
         if excluded:
             self.optimizer.exclude_from_weight_decay(var_names=excluded)
-        if self.built:
+        if not built:
+            self.__dict__["_rate_chosen_for_frozen"] = bool(rate_chosen_for_frozen)
+        elif self.built:
             # Create the optimizer's variables so that saved state loads in.
             self.optimizer.build(self.trainable_variables)
 
@@ -842,6 +876,8 @@ class Task(distributed.DataParallel, keras.Model):
         given = kwargs.get("callbacks") or []
         if stop_on_nan and not any(isinstance(c, StopOnNaN) for c in getattr(given, "callbacks", given)):
             kwargs["callbacks"] = _add_callbacks(kwargs.get("callbacks"), StopOnNaN())
+        validated = ValidationEpochs()
+        kwargs["callbacks"] = _add_callbacks(kwargs.get("callbacks"), validated)
         data, y = self._as_batches(x, y, batch_size, shuffle=shuffle, seed=seed)
         if _attach_sample_weight(data, kwargs.get("sample_weight")):
             del kwargs["sample_weight"]
@@ -874,7 +910,8 @@ class Task(distributed.DataParallel, keras.Model):
         if cache:
             limit = FEATURE_CACHE_MEMORY_LIMIT if cache_memory_limit is None else cache_memory_limit
             with _FeatureStorage(limit, cache_dir) as storage:
-                return self._fit_on_cached_features(data, epochs, validation_data, steps, kwargs, storage)
+                history = self._fit_on_cached_features(data, epochs, validation_data, steps, kwargs, storage)
+                return validated.note(history)
         self._size_schedule(steps * _epochs_to_run(epochs, kwargs) if steps else None)
         if isinstance(data, TextBatches):
             # TextBatches shuffles itself, as a pure function of (seed,
@@ -886,7 +923,7 @@ class Task(distributed.DataParallel, keras.Model):
         if isinstance(validation_data, TextBatches):
             validation_data = distributed.shard(validation_data)
         with _explaining_text_in_batches():
-            return super().fit(
+            history = super().fit(
                 data,
                 y,
                 batch_size=batch_size,
@@ -895,6 +932,7 @@ class Task(distributed.DataParallel, keras.Model):
                 shuffle=shuffle,
                 **kwargs,
             )
+        return validated.note(history)
 
     # Feature caching ----------------------------------------------------------
 
@@ -1149,7 +1187,37 @@ class Task(distributed.DataParallel, keras.Model):
 # A task model nested in another model reports `Trainer.metrics` too.
 layer_walk.allow_metrics(Task.__dict__["metrics"])
 
+class ValidationEpochs(keras.callbacks.Callback):
+    """Records which epochs were validated, for `kt.plot_history`.
+
+    With `validation_freq`, Keras validates some epochs only, and its
+    History lists their `val_` values without saying which epochs they
+    belong to. `fit` adds this callback and `note` sets the record on the
+    History it returns as `validation_epochs`: the 1-based numbers of the
+    epochs whose logs hold validation results (`history.history` itself
+    stays as Keras makes it).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_train_begin(self, logs=None):
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if any(key.startswith("val_") for key in logs or {}):
+            self.epochs.append(epoch + 1)
+
+    def note(self, history):
+        """`history`, with `validation_epochs` set; returned for `return`."""
+        if isinstance(history, keras.callbacks.History):
+            history.validation_epochs = list(self.epochs)
+        return history
+
+
 _HEAD_ONLY_CALLBACKS = (
+    ValidationEpochs,
     keras.callbacks.EarlyStopping,
     keras.callbacks.History,
     keras.callbacks.ProgbarLogger,
@@ -1401,7 +1469,7 @@ def _split_off_validation(x, y, split, sample_weight=None):
     at = validation_cut(n, split)
     if at in (0, n):
         raise ValueError(
-            f"`validation_split={split}` of {n} texts leaves "
+            f"`validation_split={split}` of {n} text{'s' if n != 1 else ''} leaves "
             f"{'no texts to train on' if at == 0 else 'no texts to validate on'}. "
             "Use a share that keeps both parts non-empty, or pass `validation_data`."
         )
@@ -1420,7 +1488,7 @@ def _split_off_validation(x, y, split, sample_weight=None):
     if y is None:
         raise no_labels_error("fit")
     if len(y) != n:
-        raise ValueError(f"Got {n} texts but {len(y)} labels. Give exactly one label per text.")
+        raise ValueError(f"Got {n} text{'s' if n != 1 else ''} but {len(y)} label{'s' if len(y) != 1 else ''}. Give exactly one label per text.")
     return x[:at], y[:at], (x[at:], y[at:]), train_weights, None if weights is None else weights[at:]
 
 

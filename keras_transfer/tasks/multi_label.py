@@ -17,7 +17,7 @@ from keras_transfer.metrics.classification import (
     check_thresholds,
     multilabel_report,
 )
-from keras_transfer.tasks.base import Task
+from keras_transfer.tasks.base import Task, check_flag
 from keras_transfer.tasks.text_classifier import (
     _texts_and_labels,
     check_head_arguments,
@@ -93,6 +93,7 @@ class MultiLabelClassifier(Task):
         compile=True,
         **kwargs,
     ):
+        check_flag("compile", compile)
         label_names, num_classes = check_label_names(
             label_names, num_classes, minimum=1, what="label"
         )
@@ -266,8 +267,8 @@ class MultiLabelClassifier(Task):
             )
         if array.shape[1] != self.num_classes:
             raise ValueError(
-                f"`{name}` has {array.shape[1]} columns but the model has "
-                f"{self.num_classes} labels. Give one column per label."
+                f"`{name}` has {array.shape[1]} column{'s' if array.shape[1] != 1 else ''} but the model has "
+                f"{self.num_classes} label{'s' if self.num_classes != 1 else ''}. Give one column per label."
             )
         if not np.isin(array, (0, 1)).all():
             bad = array[~np.isin(array, (0, 1))].flat[0].item()

@@ -8,18 +8,23 @@ window"). Windows, labels and decoding live in `keras_transfer.qa`.
 """
 
 import numbers
+import os
+import pathlib
 
 import keras
+import keras_hub
 import numpy as np
+from keras_hub.src.utils.preset_utils import find_subclass, get_preset_loader
 
 from keras_transfer import freezing
-from keras_transfer.backbones import load_backbone
+from keras_transfer.backbones import _text_preset_family, load_backbone
 from keras_transfer.datasets.squad import QAData, check_strings, normalize_answers
-from keras_transfer.families import family_of
+from keras_transfer.families import backbone_class, family_of
 from keras_transfer.metrics.squad import squad_scores
 from keras_transfer.qa import (
     QABatches,
     check_family,
+    check_tokenizer,
     check_window_sizes,
     decode,
     is_integer,
@@ -69,6 +74,38 @@ class SpanLogits(keras.layers.Layer):
         config = super().get_config()
         config["index"] = self.index
         return config
+
+
+def _preset_classes(preset):
+    """`(family, tokenizer class)` of a preset, read from its config alone
+    (no weights, no download), or `None` when they cannot be told that way:
+    `load_backbone` then loads the preset and reports what is wrong with it.
+    """
+    if isinstance(preset, pathlib.PurePath):
+        preset = str(preset)
+    if not isinstance(preset, str):
+        return None
+    try:
+        registry = keras_hub.models.Backbone.presets
+        if preset in registry:
+            family = _text_preset_family(registry[preset])
+            backbone_cls = backbone_class(family) if family is not None else None
+        elif os.path.isdir(os.path.expanduser(preset)):
+            preset = os.path.expanduser(preset)
+            backbone_cls = get_preset_loader(preset).check_backbone_class()
+            family = family_of(backbone_cls)
+        else:
+            return None
+        if backbone_cls is None:
+            return None
+        # The family's own tokenizer (LlamaTokenizer, not a subclass made
+        # for another model over the same backbone class).
+        tokenizer_cls = getattr(keras_hub.models, backbone_cls.__name__.replace("Backbone", "Tokenizer"), None)
+        if not (isinstance(tokenizer_cls, type) and issubclass(tokenizer_cls, keras_hub.tokenizers.Tokenizer)):
+            tokenizer_cls = find_subclass(preset, keras_hub.tokenizers.Tokenizer, backbone_cls)
+        return family, tokenizer_cls
+    except (ValueError, KeyError, OSError, TypeError):
+        return None
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -135,9 +172,11 @@ class QuestionAnswerer(Task):
         compile=True,
         **kwargs,
     ):
+        check_flag("compile", compile)
         family = family_of(backbone)
         check_family(family)
         if preprocessor is not None:
+            check_tokenizer(preprocessor.tokenizer)
             specials = (family.start is not None) + family.pair_sep_repeat + 1
             check_window_sizes(preprocessor.sequence_length, stride, max_question_length, specials)
         else:
@@ -226,9 +265,14 @@ class QuestionAnswerer(Task):
                 `null_threshold`, `dropout`, `compile`).
         """
         _check_freeze(freeze)
+        check_flag("compile", kwargs.get("compile", True))
         _check_no_truncation(
             cls, kwargs.pop("truncation", "head"), "a long context is split into windows that overlap by `stride` tokens"
         )
+        found = _preset_classes(preset)
+        if found is not None:  # refuse before the weights load
+            check_family(found[0])
+            check_tokenizer(found[1])
         backbone, preprocessor = load_backbone(
             preset, sequence_length=sequence_length, load_weights=load_weights, dtype=dtype
         )
@@ -505,6 +549,24 @@ class QuestionAnswerer(Task):
         questions, contexts, answers = self._qa_inputs(x, questions, contexts, answers, "x", True)
         predictions = self.answer(questions, contexts, batch_size=batch_size)
         return squad_scores(predictions, answers)
+
+    @classmethod
+    def from_config(cls, config):
+        # A model saved with a preprocessor whose tokenizer gives no offsets
+        # (trained on token ids) still loads: the preprocessor is attached
+        # after the constructor, which refuses it, and raw text fails as
+        # before, at `fit` or `answer`.
+        config = dict(config)
+        preprocessor = config.get("preprocessor")
+        if isinstance(preprocessor, dict):
+            preprocessor = keras.layers.deserialize(preprocessor)
+        try:
+            check_tokenizer(getattr(preprocessor, "tokenizer", None) or keras_hub.tokenizers.WordPieceTokenizer)
+        except ValueError:
+            model = super().from_config({**config, "preprocessor": None})
+            model.preprocessor = preprocessor
+            return model
+        return super().from_config({**config, "preprocessor": preprocessor})
 
     def get_config(self):
         config = super().get_config()

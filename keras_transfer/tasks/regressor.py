@@ -16,7 +16,7 @@ from keras_transfer import freezing
 from keras_transfer.backbones import DEFAULT_SEQUENCE_LENGTH
 from keras_transfer.metrics.regression import PearsonCorrelation, regression_report
 from keras_transfer.preprocessing import columns_as_pairs
-from keras_transfer.tasks.base import Task, _is_raw_text, _is_text_data, check_one_label_per_text, validation_cut
+from keras_transfer.tasks.base import Task, _is_raw_text, _is_text_data, check_flag, check_one_label_per_text, validation_cut
 from keras_transfer.tasks.text_classifier import (
     _texts_and_labels,
     check_head_arguments,
@@ -135,6 +135,7 @@ class TextRegressor(Task):
         compile=True,
         **kwargs,
     ):
+        check_flag("compile", compile)
         if isinstance(num_outputs, np.integer):
             num_outputs = int(num_outputs)
         if isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 1:

@@ -8,7 +8,7 @@ from keras_transfer.backbones import DEFAULT_SEQUENCE_LENGTH, load_backbone
 from keras_transfer.families import family_of
 from keras_transfer.layers import Pooling
 from keras_transfer.metrics.classification import classification_report
-from keras_transfer.tasks.base import Task, _check_keyword_arguments, _is_text_data
+from keras_transfer.tasks.base import Task, _check_keyword_arguments, _is_text_data, check_flag
 
 
 def _check_freeze(freeze):
@@ -165,6 +165,7 @@ def task_from_preset(
     learning rate depends on it) unless `compile=False`.
     """
     _check_freeze(freeze)
+    check_flag("compile", kwargs.get("compile", True))
     _check_keyword_arguments(cls, kwargs, from_preset=True)  # before the (slow) loading
     backbone, preprocessor = load_backbone(
         preset,
@@ -245,6 +246,7 @@ class TextClassifier(Task):
         compile=True,
         **kwargs,
     ):
+        check_flag("compile", compile)
         label_names, num_classes = check_label_names(label_names, num_classes)
         hidden_units = check_head_arguments(hidden_units, dropout)
         pooling = resolve_pooling(backbone, pooling)

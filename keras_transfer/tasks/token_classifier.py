@@ -26,7 +26,7 @@ from keras_transfer.metrics.entities import (
     scores_from_counts,
 )
 from keras_transfer.tagging import TaggedBatches, check_tag_names, split_words
-from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task, _as_standard_float
+from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task, _as_standard_float, check_flag
 from keras_transfer.tasks.text_classifier import (
     _check_no_truncation,
     check_head_arguments,
@@ -129,6 +129,7 @@ class TokenClassifier(Task):
         compile=True,
         **kwargs,
     ):
+        check_flag("compile", compile)
         tag_names, num_tags = check_label_names(
             tag_names, num_tags, count_name="num_tags", what="tag", names_name="tag_names"
         )

@@ -24,11 +24,13 @@ from keras_transfer.seq2seq import (
 from keras_transfer.tasks.base import (
     DEFAULT_BATCH_SIZE,
     Task,
+    ValidationEpochs,
     _check_accumulation,
     _EpochOrder,
     _epochs_to_run,
     _is_raw_text,
     check_fit_arguments,
+    check_flag,
     check_data_given,
     check_epochs,
     callback_list,
@@ -232,6 +234,7 @@ class Translator(Task):
     """
 
     def __init__(self, backbone, preprocessor=None, compile=True, **kwargs):
+        check_flag("compile", compile)
         generator_class = _generator_class(backbone)
         if preprocessor is not None:
             _check_preprocessor(backbone, preprocessor)
@@ -293,6 +296,7 @@ class Translator(Task):
                 `kt.load_backbone`). Defaults to `None`.
             compile: compile with the task defaults. Defaults to `True`.
         """
+        check_flag("compile", compile)
         if freeze not in FREEZE_OPTIONS or isinstance(freeze, int) and not isinstance(freeze, bool):
             raise ValueError(
                 f"Expected `freeze` to be one of {FREEZE_OPTIONS}. Received: freeze={freeze!r}. "
@@ -460,14 +464,17 @@ class Translator(Task):
         steps = kwargs.get("steps_per_epoch") or len(data)
         _check_accumulation(self.optimizer, steps, epochs - kwargs.get("initial_epoch", 0))
         self._size_schedule(steps * _epochs_to_run(epochs, kwargs))
+        validated = ValidationEpochs()
+        callbacks.append(validated)
         kwargs = distributed.main_process_kwargs({**kwargs, "callbacks": callbacks})
-        return keras.Model.fit(
+        history = keras.Model.fit(
             self,
             distributed.shard(data),
             epochs=epochs,
             validation_data=None if validation_data is None else distributed.shard(validation_data),
             **kwargs,
         )
+        return validated.note(history)
 
     def _check_something_trains(self):
         if not self.trainable_weights:
