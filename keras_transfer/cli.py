@@ -18,6 +18,7 @@ import functools
 import io
 import os
 import sys
+import tempfile
 import time
 
 
@@ -59,8 +60,34 @@ def _positive_int(value):
     return number
 
 
-def _check_output(output):
-    """Refuses, before any training, a model path that `save` would refuse after it."""
+def _positive_float(value):
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+    if not number > 0 or number == float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a positive number such as 3e-3, got {value}")
+    return number
+
+
+def _seed_arg(value):
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if not 0 <= number < 2**32:  # what keras.utils.set_random_seed accepts
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**32 - 1, got {number}")
+    return number
+
+
+def _check_output(output, overwrite=False):
+    """Refuses, before any training, a model path that `save` would refuse after it.
+
+    Also refuses to replace an existing model without `--overwrite`, so a
+    second run (the default output is the same file every time) does not
+    silently lose the first one, and probes that the folder is writable:
+    a permission error at the end would throw the whole training away.
+    """
     if not output.endswith(".keras"):
         raise SystemExit(
             f"error: --output {output!r}: the model is saved as a `.keras` file "
@@ -74,6 +101,21 @@ def _check_output(output):
     except (FileNotFoundError, ValueError) as error:
         message = str(error).replace("(`os.makedirs(folder, exist_ok=True)`)", "(mkdir -p)")
         raise SystemExit(f"error: --output: {message}") from None
+    if os.path.exists(output) and not overwrite:
+        raise SystemExit(
+            f"error: --output {output!r} exists. Pass --overwrite to replace it, or choose "
+            "another path with --output."
+        )
+    folder = os.path.dirname(os.path.abspath(output))
+    try:
+        probe, probe_path = tempfile.mkstemp(prefix=".keras-transfer-probe-", dir=folder)
+        os.close(probe)
+        os.remove(probe_path)
+    except OSError as error:
+        raise SystemExit(
+            f"error: --output {output!r}: cannot write in the folder {folder!r} "
+            f"({error.strerror or error}). Choose a writable place with --output."
+        ) from None
 
 
 def _parser():
@@ -100,13 +142,28 @@ def _parser():
     )
     fit.add_argument("--freeze", type=_freeze_arg, default=True, help="'all' (default), 'none', or N top blocks to train")
     fit.add_argument("--pooling", choices=["cls", "pooled", "mean", "max", "last"], help="default: the checkpoint's or family's")
-    fit.add_argument("--learning-rate", type=float, help="peak learning rate (default: 3e-3 frozen, 5e-5 fine-tuning)")
-    fit.add_argument("--seed", type=int, default=0, help="seed of the data sample, shuffling and head initialization (default: 0)")
-    fit.add_argument("--output", default="imdb-classifier.keras", help="where to save the model")
+    fit.add_argument("--learning-rate", type=_positive_float, help="peak learning rate (default: 3e-3 frozen, 5e-5 fine-tuning)")
+    fit.add_argument("--seed", type=_seed_arg, default=0, help="seed of the data sample, shuffling and head initialization (default: 0)")
+    fit.add_argument(
+        "--output", default="imdb-classifier.keras",
+        help="where to save the model, a .keras file; the training curves go beside it as "
+        "<name>.curves.png (default: imdb-classifier.keras)",
+    )
+    fit.add_argument(
+        "--overwrite", action="store_true",
+        help="replace --output if it exists (without it, an existing model is kept and fit stops before training)",
+    )
 
-    predict = commands.add_parser("predict", help="classify texts with a saved model")
+    predict = commands.add_parser(
+        "predict", help="classify texts with a saved model",
+        description="Prints one line per text: the predicted label, its probability and the "
+        "text, separated by tabs.",
+    )
     predict.add_argument("--model", required=True, help="a .keras file written by `fit`")
-    predict.add_argument("texts", nargs="*", help="texts to classify (default: one per line of stdin)")
+    predict.add_argument(
+        "texts", nargs="*",
+        help="texts to classify (default: one per line of stdin, UTF-8; blank lines are skipped)",
+    )
 
     presets = commands.add_parser("presets", help="list the presets KerasHub knows (offline)")
     presets.add_argument("--family", help="only this family, for example 'bert' or 'gpt2'")
@@ -115,7 +172,7 @@ def _parser():
 
 
 def _fit(args):
-    _check_output(args.output)  # before the minutes of training, not after them
+    _check_output(args.output, args.overwrite)  # before the minutes of training, not after them
     import keras_transfer as kt
 
     # Under torchrun every process trains its share of each batch (see
@@ -193,7 +250,7 @@ def _predict(args):
 
     import keras_transfer as kt
 
-    texts = args.texts or [line.strip() for line in sys.stdin if line.strip()]
+    texts = args.texts or _stdin_texts()
     if not texts:
         raise SystemExit("error: no texts to classify: pass them as arguments or on stdin")
     model = kt.load_model(args.model)
@@ -205,13 +262,48 @@ def _predict(args):
             f"`keras-transfer fit` saves), but {args.model!r} holds a {type(model).__name__}. "
             f"Use it from Python: `model = kt.load_model({args.model!r})`, then its own methods."
         )
-    logits = model.predict(texts, verbose=0)
-    probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    probabilities /= probabilities.sum(axis=-1, keepdims=True)
+    probabilities = np.asarray(model.predict(texts, verbose=0))
+    if model.activation is None:  # logits, as `fit` saves them; else the model's own scores
+        probabilities = np.exp(probabilities - probabilities.max(axis=-1, keepdims=True))
+        probabilities /= probabilities.sum(axis=-1, keepdims=True)
     names = model.label_names or [str(i) for i in range(model.num_classes)]
     for text, row in zip(texts, probabilities):
         best = int(row.argmax())
         print(f"{names[best]}\t{row[best]:.3f}\t{text}")
+
+
+def _stdin_texts():
+    """The non-blank lines of stdin, decoded as UTF-8 whatever the locale.
+
+    Python decodes stdin with the locale's codec, so a stray Latin-1 byte
+    either failed with a bare codec message or reached the model as a
+    surrogate character depending on the machine. Reading the bytes gives
+    one behaviour everywhere and an error that names the line.
+    """
+    if sys.stdin is None:
+        return []
+    try:
+        interactive = sys.stdin.isatty()
+    except (AttributeError, ValueError, OSError):  # a closed or stand-in stream
+        interactive = False
+    if interactive:  # else the command would seem to hang
+        print("Reading texts from stdin, one per line; end with Ctrl-D.", file=sys.stderr)
+    source = getattr(sys.stdin, "buffer", None)
+    if source is None:  # stdin replaced by a text stream (tests, notebooks)
+        return [line.strip() for line in sys.stdin if line.strip()]
+    texts = []
+    for number, raw in enumerate(source, start=1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            raise SystemExit(
+                f"error: line {number} of stdin is not UTF-8 text (byte {raw[error.start]:#04x} "
+                f"at position {error.start}). Convert the file first, for example "
+                "`iconv -f latin1 -t utf-8 texts.txt | keras-transfer predict ...`."
+            ) from None
+        if line.strip():
+            texts.append(line.strip())
+    return texts
 
 
 def _presets(args):
@@ -220,7 +312,13 @@ def _presets(args):
     presets = kt.list_presets(all_families=args.all)
     rows = [(name, info) for name, info in presets.items() if not args.family or info["family"] == args.family]
     if not rows:
-        raise SystemExit(f"error: no presets of family {args.family!r}")
+        families = sorted({info["family"] for info in presets.values()})
+        hint = f"Families: {', '.join(families)}."
+        if not args.all and any(
+            info["family"] == args.family for info in kt.list_presets(all_families=True).values()
+        ):
+            hint = "keras_transfer does not support that family; `--all` lists it anyway. " + hint
+        raise SystemExit(f"error: no presets of family {args.family!r}. {hint}")
     width = max(len(name) for name, _ in rows)
     for name, info in rows:
         params = f"{info['params'] / 1e6:,.0f}M" if info["params"] else "?"
@@ -249,7 +347,12 @@ def main(argv=None):
         sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
     except BrokenPipeError:
         _quiet_broken_pipe()
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except KeyboardInterrupt:
+        # Ctrl-C: a one-line note and the shell's usual 128 + SIGINT, not a
+        # torch traceback. `save` is atomic, so an existing model is intact.
+        print("\ninterrupted" + (": the model was not saved" if args.command == "fit" else ""), file=sys.stderr)
+        raise SystemExit(130) from None
+    except (ValueError, OSError, RuntimeError) as error:  # OSError: FileNotFoundError, PermissionError, ...
         raise SystemExit(f"error: {error}") from None
 
 

@@ -43,9 +43,14 @@ kt.distributed.initialize()            # optional: `fit` does it under torchrun
 model = kt.TextClassifier.from_preset(preset, num_classes=2)
 model.fit(train, batch_size=64)        # 64 per step in all, 32 per process on 2
 model.save("model.keras")              # written once, by rank 0; the others go on
+metrics = model.evaluate(test, return_dict=True)  # on every process: each evaluates its share
 if kt.distributed.is_main_process():
-    print(model.evaluate(test, return_dict=True))
+    print(metrics)
 ```
+
+`fit` and `evaluate` are collective: every process must call them (an
+`evaluate` under `if is_main_process():` waits for the others until the
+timeout). `predict` is not: it runs whole on the process that calls it.
 """
 
 import copy
@@ -578,6 +583,10 @@ class DataParallel:
     reduced across processes before `fit` and `evaluate` report them.
     """
 
+    #: Whether `fit` gives every process rank 0's weights first. Task
+    #: models do it themselves, earlier in their `fit`, and set it False.
+    syncs_weights_in_fit = True
+
     def train_step(self, data):
         if not is_distributed():
             return super().train_step(data)
@@ -619,6 +628,29 @@ class DataParallel:
                 return self.get_metrics_result()
         return super().test_step(data)
 
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, callbacks=None, **kwargs):
+        """Keras' `fit`; under torchrun every process runs the same steps and stops together.
+
+        Each training step all-reduces the gradients, so a process that
+        ran fewer steps, or stopped when the others did not, would leave
+        them waiting in a collective that never completes (or mixing it
+        with another). So the processes first check that their data give
+        the same number of steps per epoch, and after every batch and
+        epoch they stop if any of them set `stop_training`. Training
+        starts from rank 0's weights, as under torch DDP: a model built
+        without a common seed is initialized differently on each process.
+        """
+        if is_distributed():
+            check_same_steps(_steps_per_epoch(x, batch_size, kwargs))
+            if self.syncs_weights_in_fit:
+                sync_model(self)
+            if isinstance(callbacks, keras.callbacks.CallbackList):
+                callbacks.callbacks = [c for c in callbacks.callbacks if not isinstance(c, _StopTogether)]
+                callbacks.callbacks.append(_StopTogether())  # last, once, however often fit reuses the list
+            else:
+                callbacks = list(callbacks or []) + [_StopTogether()]
+        return super().fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, **kwargs)
+
     def _get_metrics_result_or_logs(self, logs):
         reduce_metrics(self.metrics)
         return super()._get_metrics_result_or_logs(logs)
@@ -626,6 +658,68 @@ class DataParallel:
     def save_weights(self, filepath, *args, **kwargs):
         """Keras' `save_weights`; under torchrun rank 0 alone writes."""
         return save_on_main_process(lambda: super(DataParallel, self).save_weights(filepath, *args, **kwargs))
+
+
+class _StopTogether(keras.callbacks.Callback):
+    """Makes `model.stop_training` the same on every process (set if any set it).
+
+    Added last to `fit`'s callbacks, so it sees what the others decided;
+    Keras reads the flag right after `on_train_batch_end` and
+    `on_epoch_end`, where every process runs this all-reduce.
+    """
+
+    def _agree(self):
+        flag = torch.tensor([1.0 if self.model.stop_training else 0.0], device=_device())
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        self.model.stop_training = bool(flag.item())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._agree()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._agree()
+
+
+def _steps_per_epoch(x, batch_size, kwargs):
+    """Training steps per epoch `fit` will run on `x`, or -1 if unknown (a generator)."""
+    if kwargs.get("steps_per_epoch"):
+        return int(kwargs["steps_per_epoch"])
+    if isinstance(x, (keras.utils.PyDataset, torch.utils.data.DataLoader)):
+        try:
+            return len(x)
+        except TypeError:  # a DataLoader over an iterable dataset
+            return -1
+    leaves = [value for value in keras.tree.flatten(x) if value is not None]
+    if not leaves or not hasattr(leaves[0], "__len__"):
+        return -1
+    rows = len(leaves[0])
+    split = kwargs.get("validation_split") or 0.0
+    if split:
+        rows = int(np.ceil(rows * (1.0 - split)))  # as Keras splits arrays
+    return -(-rows // (batch_size or 32))
+
+
+def check_same_steps(steps):
+    """Raises on every process unless all run `steps` training steps per epoch."""
+    if not is_distributed():
+        return
+    everyone = torch.zeros(world_size(), dtype=torch.int64, device=_device())
+    everyone[rank()] = int(steps)
+    dist.all_reduce(everyone)
+    counts = everyone.tolist()
+    if len(set(counts)) > 1:
+        described = ", ".join(
+            f"process {r}: {'unknown' if c < 0 else c}" for r, c in enumerate(counts)
+        )
+        raise ValueError(
+            "Under torchrun every process must run the same number of training steps "
+            f"per epoch (each step averages gradients over all of them), but their data "
+            f"give {described}. Give every process a share of the same length (for "
+            "example `x[kt.distributed.rank()::kt.distributed.world_size()]` after "
+            "dropping the last `len(x) % world_size` rows), pass the same "
+            "`steps_per_epoch` everywhere, or pass raw texts, a TextData or a "
+            "TextBatches, which are split evenly for you."
+        )
 
 
 class DataParallelModel(DataParallel, keras.Model):

@@ -43,7 +43,10 @@ def load_model(filepath, custom_objects=None, compile=True):
         filepath: path of a `.keras` file.
         custom_objects: extra classes the model needs, as for Keras.
         compile: restore the optimizer, loss and metrics. Defaults to
-            `True`.
+            `True`. With `False` (or a model saved uncompiled) the model
+            comes back uncompiled: `predict` works as it is, and a task
+            model's `fit` and `evaluate` compile it with `compile()`'s
+            defaults.
     """
     from keras_transfer.tasks.base import check_flag  # the tasks import this module
 

@@ -249,7 +249,8 @@ class Seq2SeqPreprocessor(keras_hub.models.Preprocessor):
         targets = check_texts(targets, "targets")
         if len(sources) != len(targets):
             raise ValueError(
-                f"Got {len(sources)} sources but {len(targets)} targets. Give "
+                f"Got {len(sources)} source{'s' if len(sources) != 1 else ''} but "
+                f"{len(targets)} target{'s' if len(targets) != 1 else ''}. Give "
                 "one target text per source text."
             )
         packed_sources = self.pack_sources(sources)

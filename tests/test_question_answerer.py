@@ -384,8 +384,8 @@ def test_qa_data_takes_numpy_starts_and_single_values():
 @pytest.mark.parametrize(
     "questions, contexts, answers, fragments",
     [
-        (["a ?", "b ?"], [CONTEXT], None, ["2 questions", "1 contexts"]),
-        (["a ?"], [CONTEXT], ["fun", "good"], ["1 contexts", "2 answers"]),
+        (["a ?", "b ?"], [CONTEXT], None, ["2 questions", "1 context."]),
+        (["a ?"], [CONTEXT], ["fun", "good"], ["1 context but", "2 answers"]),
         ([3], [CONTEXT], ["fun"], ["questions[0]=3", "int"]),
         (["a ?"], [None], ["fun"], ["contexts[0]=None"]),
         (["a ?"], ["   "], ["fun"], ["contexts[0]", "empty"]),
@@ -401,7 +401,7 @@ def test_bad_lists_are_refused(model, questions, contexts, answers, fragments):
 def test_other_misuse_is_refused(bert_preset, model):
     with raises(ValueError, "need the answers"):
         model.fit(questions=["a ?"], contexts=[CONTEXT])
-    with raises(ValueError, "1 of the 2 questions have no answer", "allow_unanswerable=True"):
+    with raises(ValueError, "1 of the 2 questions has no answer", "allow_unanswerable=True"):
         model.fit(questions=["a ?", "b ?"], contexts=[CONTEXT] * 2, answers=["fun", None])
     with raises(ValueError, "model.answer(questions, contexts)"):
         model.predict(["what ?"])

@@ -70,7 +70,7 @@ def test_unanswerable_questions_score_only_the_empty_answer():
 
 
 def test_bad_inputs_get_clear_errors():
-    with raises(ValueError, "2 predictions", "1 references"):
+    with raises(ValueError, "2 predictions", "1 reference."):
         squad_scores(["a", "b"], [["a"]])
     with raises(ValueError, "predictions[0]", "None"):
         squad_scores([None], [["a"]])

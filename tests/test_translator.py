@@ -299,7 +299,7 @@ def test_bleu_and_chrf_values():
     # but chrF still gives partial credit.
     assert kt.metrics.bleu(["the cat ran off a rug"], ["the cat sat on the mat"]) < 20
     assert 0 < kt.metrics.chrf(["the cat ran off a rug"], ["the cat sat on the mat"]) < 100
-    with raises(ValueError, "2 hypotheses", "1 references"):
+    with raises(ValueError, "2 hypotheses", "1 reference:"):
         kt.metrics.bleu(["a", "b"], ["a"])
 
 

@@ -35,7 +35,7 @@ import uuid
 import keras
 import numpy as np
 
-from keras_transfer import freezing
+from keras_transfer import distributed, freezing
 from keras_transfer.optimizers import add_variables
 
 _STATE = "training_state.json"
@@ -274,6 +274,12 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         self._save_model()
 
     def _save_model(self):
+        if not distributed.is_main_process():
+            # Under torchrun the processes hold the same weights: rank 0
+            # writes the backup (and `save_weights` writes only there), and
+            # another process must not point the state at a file it never
+            # wrote, nor delete rank 0's as "older".
+            return
         os.makedirs(self.backup_dir, exist_ok=True)
         name = f"backup-{self._epoch}-{self._step}-{uuid.uuid4().hex[:8]}.weights.h5"
         self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
@@ -310,12 +316,15 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         # A later `fit` of this model starts where it is told to.
         self.model._initial_epoch = None
         self.model.__dict__.pop(_RESUMED, None)
-        if self.delete_checkpoint and os.path.isdir(self.backup_dir):
+        if self.delete_checkpoint and distributed.is_main_process() and os.path.isdir(self.backup_dir):
             for name in os.listdir(self.backup_dir):
                 if name == _STATE or name.startswith("backup-") or name.endswith(".partial"):
                     os.remove(os.path.join(self.backup_dir, name))
             if not os.listdir(self.backup_dir):
                 os.rmdir(self.backup_dir)
+        # Under torchrun no process may start another `fit` (the next stage
+        # of `fine_tune`) and read a backup that rank 0 is deleting.
+        distributed.barrier()
 
 
 def _seed_generators(model):

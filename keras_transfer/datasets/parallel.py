@@ -28,8 +28,9 @@ class ParallelData:
         self.sources, self.targets = list(self.sources), list(self.targets)
         if len(self.sources) != len(self.targets):
             raise ValueError(
-                f"{self.source}: {len(self.sources)} sources but {len(self.targets)} "
-                "targets. Parallel files must have one line per sentence, aligned."
+                f"{self.source}: {len(self.sources)} source{'s' if len(self.sources) != 1 else ''} "
+                f"but {len(self.targets)} target{'s' if len(self.targets) != 1 else ''}. "
+                "Parallel files must have one line per sentence, aligned."
             )
         for name, texts in (("sources", self.sources), ("targets", self.targets)):
             for i, text in enumerate(texts):
@@ -86,7 +87,8 @@ def read_parallel(source_path, target_path, skip_empty=True, encoding="utf-8"):
     sources, targets = lines
     if len(sources) != len(targets):
         raise ValueError(
-            f"{str(paths[0])!r} has {len(sources)} lines but {str(paths[1])!r} has "
+            f"{str(paths[0])!r} has {len(sources)} line{'s' if len(sources) != 1 else ''} "
+            f"but {str(paths[1])!r} has "
             f"{len(targets)}: the files are not aligned."
         )
     pairs = []

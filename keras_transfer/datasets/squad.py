@@ -72,7 +72,7 @@ def normalize_answers(answers, contexts, ids=None, name="answers"):
     answers = list(answers)
     if len(answers) != len(contexts):
         raise ValueError(
-            f"Got {len(contexts)} contexts but {len(answers)} {name}. Give one "
+            f"Got {len(contexts)} context{'s' if len(contexts) != 1 else ''} but {len(answers)} {name}. Give one "
             "answer (or None for an unanswerable question) per question."
         )
     out = []
@@ -186,11 +186,15 @@ class QAData:
         if n == 0:
             raise ValueError(f"No questions in {self.source}: there is nothing to train or answer.")
         if len(self.ids) != n:
-            raise ValueError(f"Got {n} questions but {len(self.ids)} ids.")
+            raise ValueError(
+                f"Got {n} question{'s' if n != 1 else ''} but {len(self.ids)} "
+                f"id{'s' if len(self.ids) != 1 else ''}."
+            )
         if isinstance(self.contexts, str) or len(list(self.contexts)) != n:
             count = 1 if isinstance(self.contexts, str) else len(list(self.contexts))
             raise ValueError(
-                f"Got {n} questions but {count} contexts. Give one context per "
+                f"Got {n} question{'s' if n != 1 else ''} but {count} "
+                f"context{'s' if count != 1 else ''}. Give one context per "
                 "question (repeat a context that answers several questions)."
             )
         self.contexts = check_strings(self.contexts, "contexts", self.ids)
@@ -201,7 +205,7 @@ class QAData:
             if value is not None:
                 value = list(value)
                 if len(value) != n:
-                    raise ValueError(f"Got {n} questions but {len(value)} {name}.")
+                    raise ValueError(f"Got {n} question{'s' if n != 1 else ''} but {len(value)} {name}.")
                 setattr(self, name, value)
 
     def __len__(self):

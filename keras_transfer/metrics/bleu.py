@@ -13,7 +13,8 @@ def _check(hypotheses, references):
     hypotheses, references = list(hypotheses), list(references)
     if len(hypotheses) != len(references):
         raise ValueError(
-            f"Got {len(hypotheses)} hypotheses but {len(references)} references: "
+            f"Got {len(hypotheses)} {'hypotheses' if len(hypotheses) != 1 else 'hypothesis'} but "
+            f"{len(references)} reference{'s' if len(references) != 1 else ''}: "
             "give one reference per hypothesis."
         )
     if not hypotheses:

@@ -230,8 +230,9 @@ def _check_sequences(y_true, y_pred):
         )
     if len(y_true) != len(y_pred):
         raise ValueError(
-            f"Got {len(y_true)} true tag sequences but {len(y_pred)} "
-            "predicted ones. Give one predicted sequence per sentence."
+            f"Got {len(y_true)} true tag sequence{'s' if len(y_true) != 1 else ''} but "
+            f"{len(y_pred)} predicted {'ones' if len(y_pred) != 1 else 'one'}. "
+            "Give one predicted sequence per sentence."
         )
     for index, (true, pred) in enumerate(zip(y_true, y_pred)):
         if len(true) != len(pred):

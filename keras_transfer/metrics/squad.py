@@ -127,8 +127,9 @@ def squad_scores(predictions, references):
     predictions, references = list(predictions), list(references)
     if len(predictions) != len(references):
         raise ValueError(
-            f"Got {len(predictions)} predictions but {len(references)} "
-            "references. Give one prediction per question."
+            f"Got {len(predictions)} prediction{'s' if len(predictions) != 1 else ''} but "
+            f"{len(references)} reference{'s' if len(references) != 1 else ''}. "
+            "Give one prediction per question."
         )
     if not predictions:
         raise ValueError("`predictions` is empty: there is nothing to score.")

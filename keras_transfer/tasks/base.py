@@ -112,6 +112,10 @@ class Task(distributed.DataParallel, keras.Model):
     `default_metrics`.
     """
 
+    # `fit` gives every process rank 0's weights itself (after LoRA's
+    # reseeding, before any features are cached): no second broadcast.
+    syncs_weights_in_fit = False
+
     def __init__(self, *args, backbone=None, preprocessor=None, frozen_state=None, lora=None, **kwargs):
         _check_keyword_arguments(type(self), kwargs)
         # Keras' functional `Model` drops `dtype` and takes the global policy.
@@ -670,6 +674,7 @@ class Task(distributed.DataParallel, keras.Model):
             "loss_weights": kwargs.get("loss_weights"),
         }
         self.__dict__["_compile_arguments"] = given
+        self.__dict__["_compiled_for_evaluate"] = False
         self._prepare_for_jit_compile()
 
     def get_compile_config(self):
@@ -736,6 +741,28 @@ class Task(distributed.DataParallel, keras.Model):
             # Create the optimizer's variables so that saved state loads in.
             self.optimizer.build(self.trainable_variables)
 
+    def _compile_if_uncompiled(self, for_fit):
+        """`compile()` with the task's defaults when the model has never
+        been compiled (built with `compile=False`, or loaded from a file
+        saved uncompiled or with `kt.load_model(..., compile=False)`):
+        `fit` and `evaluate` promise those defaults, where Keras would
+        stop with "You must call compile()".
+
+        A compile made for `evaluate` alone is made again by `fit` while
+        its optimizer has not taken a step (evaluating builds it for the
+        weights that train then): the default rate and the variables it
+        updates depend on what is frozen when training starts, and the
+        user never chose them.
+        """
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None or (
+            for_fit
+            and self.__dict__.get("_compiled_for_evaluate")
+            and int(keras.ops.convert_to_numpy(optimizer.iterations)) == 0
+        ):
+            self.compile()
+            self.__dict__["_compiled_for_evaluate"] = not for_fit
+
     def _check_optimizer_knows_variables(self):
         optimizer = getattr(self, "optimizer", None)
         if (
@@ -757,9 +784,10 @@ class Task(distributed.DataParallel, keras.Model):
         unknown = [v.path for v in self.trainable_variables if optimizer._var_key(v) not in known]
         if unknown:
             raise ValueError(
-                f"{len(unknown)} weights became trainable after `compile()` "
+                f"{len(unknown)} weight{'s' if len(unknown) != 1 else ''} "
+                f"became trainable after `compile()` "
                 f"(for example {unknown[0]!r}), so the optimizer cannot update "
-                "them. Call `model.compile(...)` again after `kt.unfreeze`."
+                f"{'them' if len(unknown) != 1 else 'it'}. Call `model.compile(...)` again after `kt.unfreeze`."
             )
 
     def _prepare_for_jit_compile(self):
@@ -867,8 +895,7 @@ class Task(distributed.DataParallel, keras.Model):
             )
         if distributed.initialize():
             seed = distributed.broadcast_seed(seed)  # one batch order on every process
-        if getattr(self, "optimizer", None) is None:
-            self.compile()
+        self._compile_if_uncompiled(for_fit=True)
         self._check_optimizer_knows_variables()
         check_rate_callbacks(self.optimizer, kwargs.get("callbacks"))
         lora_lib.reseed_adapters(self)
@@ -1059,6 +1086,8 @@ class Task(distributed.DataParallel, keras.Model):
 
         Returns what `keras.Model.evaluate` returns; pass
         `return_dict=True` for a `{"loss": …, "accuracy": …}` dictionary.
+        A model never compiled is compiled with `compile()`'s defaults
+        first, as `fit` does.
         """
         distributed.initialize()
         check_data_given(x, "evaluate")
@@ -1077,6 +1106,7 @@ class Task(distributed.DataParallel, keras.Model):
             # Under torchrun each process evaluates its rows; metrics are summed.
             data = distributed.shard(data)
         kwargs = distributed.main_process_kwargs(kwargs)
+        self._compile_if_uncompiled(for_fit=False)
         with _explaining_text_in_batches():
             return super().evaluate(data, y, batch_size=batch_size, **kwargs)
 
@@ -1181,7 +1211,12 @@ class Task(distributed.DataParallel, keras.Model):
         for key in ("backbone", "preprocessor"):
             if isinstance(config.get(key), dict):
                 config[key] = keras.layers.deserialize(config[key])
-        return cls(**config)
+        # Built uncompiled: Keras' loading then compiles it from the saved
+        # compile config when there is one and `compile=True`. Compiling
+        # here with the defaults would make `load_model(..., compile=False)`
+        # and a model saved uncompiled come back compiled, with an
+        # optimizer the saved state does not match.
+        return cls(**config, compile=False)
 
 
 # A task model nested in another model reports `Trainer.metrics` too.

@@ -16,7 +16,7 @@ import keras_hub
 import numpy as np
 from keras_hub.src.utils.preset_utils import find_subclass, get_preset_loader
 
-from keras_transfer import freezing
+from keras_transfer import distributed, freezing
 from keras_transfer.backbones import _text_preset_family, load_backbone
 from keras_transfer.datasets.squad import QAData, check_strings, normalize_answers
 from keras_transfer.families import backbone_class, family_of
@@ -186,10 +186,8 @@ class QuestionAnswerer(Task):
                 "Expected `max_answer_length` to be a positive integer (tokens). "
                 f"Received: max_answer_length={max_answer_length!r}"
             )
-        if not isinstance(allow_unanswerable, bool):
-            raise ValueError(
-                f"Expected `allow_unanswerable` to be True or False. Received: {allow_unanswerable!r}"
-            )
+        check_flag("allow_unanswerable", allow_unanswerable)
+        allow_unanswerable = bool(allow_unanswerable)  # a NumPy bool too, saved as Python's
         if isinstance(null_threshold, (bool, np.bool_)) or not isinstance(null_threshold, numbers.Real):
             raise ValueError(f"Expected `null_threshold` to be a number. Received: {null_threshold!r}")
         if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
@@ -345,7 +343,8 @@ class QuestionAnswerer(Task):
         contexts = check_strings(contexts, "contexts", ids)
         if len(questions) != len(contexts):
             raise ValueError(
-                f"Got {len(questions)} questions but {len(contexts)} contexts. "
+                f"Got {len(questions)} question{'s' if len(questions) != 1 else ''} but "
+                f"{len(contexts)} context{'s' if len(contexts) != 1 else ''}. "
                 "Give one context per question (repeat a shared context)."
             )
         if not questions:
@@ -362,7 +361,8 @@ class QuestionAnswerer(Task):
             unanswerable = sum(not a["text"] for a in answers)
             if unanswerable and not self.allow_unanswerable:
                 raise ValueError(
-                    f"{unanswerable} of the {len(answers)} questions have no answer "
+                    f"{unanswerable} of the {len(answers)} question{'s' if len(answers) != 1 else ''} "
+                    f"{'have' if unanswerable != 1 else 'has'} no answer "
                     "(SQuAD 2.0 style), but this model has allow_unanswerable=False "
                     "and would never answer ''. Build it with "
                     "allow_unanswerable=True, or drop those questions."
@@ -445,15 +445,24 @@ class QuestionAnswerer(Task):
         # Checked before the data is windowed (`Task.fit` checks them after).
         check_flag("shuffle", shuffle)
         check_verbose(kwargs.get("verbose", "auto"))
+        if distributed.initialize():
+            seed = distributed.broadcast_seed(seed)  # one batch plan on every process
         data = self._batches(x, questions, contexts, answers, batch_size, shuffle, seed, "x")
         if validation_data is not None and not isinstance(validation_data, keras.utils.PyDataset):
             validation_data = self._batches(
                 validation_data, None, None, None, batch_size, False, None, "validation_data"
             )
+        # Under torchrun each process takes its rows of every batch, as of
+        # `TextBatches` in `Task.fit` (not the whole batch on every one).
+        if isinstance(data, QABatches):
+            distributed.check_batch_size(data.batch_size)
+            data, batch_size = distributed.shard(data), None
+        if isinstance(validation_data, QABatches):
+            validation_data = distributed.shard(validation_data)
         return super().fit(
             data,
             y,
-            batch_size=None if isinstance(data, QABatches) else batch_size,
+            batch_size=batch_size,
             epochs=epochs,
             validation_data=validation_data,
             shuffle=shuffle,
@@ -467,10 +476,12 @@ class QuestionAnswerer(Task):
         Takes the same data as `fit`. For SQuAD's exact match and F1 of
         the decoded answers, use `evaluate_answers`.
         """
+        distributed.initialize()
         data = self._batches(x, questions, contexts, answers, batch_size, False, None, "x")
-        return super().evaluate(
-            data, y, batch_size=None if isinstance(data, QABatches) else batch_size, **kwargs
-        )
+        if isinstance(data, QABatches):
+            batch_size = None
+            data = distributed.shard(data)  # under torchrun, each process its rows
+        return super().evaluate(data, y, batch_size=batch_size, **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):
         """Keras' predict on token-id inputs; for raw text use `answer`."""

@@ -143,8 +143,8 @@ class TextRegressor(Task):
                 "Expected `num_outputs` to be a positive integer (numbers "
                 f"predicted per text). Received: num_outputs={num_outputs!r}"
             )
-        if not isinstance(standardize, bool):
-            raise ValueError(f"Expected `standardize` to be True or False. Received: standardize={standardize!r}")
+        check_flag("standardize", standardize)
+        standardize = bool(standardize)  # a NumPy bool too, stored (and saved) as Python's
         target_mean = _check_statistic(target_mean, "target_mean", num_outputs)
         target_std = _check_statistic(target_std, "target_std", num_outputs, positive=True)
         if not standardize and (target_mean is not None or target_std is not None):

@@ -448,8 +448,7 @@ class Translator(Task):
         self._check_something_trains()
         if distributed.initialize():
             seed = distributed.broadcast_seed(seed)
-        if getattr(self, "optimizer", None) is None:
-            self.compile()
+        self._compile_if_uncompiled(for_fit=True)
         self._check_optimizer_knows_variables()
         check_rate_callbacks(self.optimizer, kwargs.get("callbacks"))
         distributed.sync_model(self)
@@ -467,7 +466,8 @@ class Translator(Task):
         validated = ValidationEpochs()
         callbacks.append(validated)
         kwargs = distributed.main_process_kwargs({**kwargs, "callbacks": callbacks})
-        history = keras.Model.fit(
+        # DataParallel's fit (not Task's): under torchrun the processes stop together.
+        history = distributed.DataParallel.fit(
             self,
             distributed.shard(data),
             epochs=epochs,
@@ -511,6 +511,7 @@ class Translator(Task):
         distributed.initialize()
         data = self._as_seq2seq_batches(x, y, batch_size, False)
         kwargs = distributed.main_process_kwargs(kwargs)
+        self._compile_if_uncompiled(for_fit=False)
         return keras.Model.evaluate(self, distributed.shard(data), **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):
