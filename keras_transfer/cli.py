@@ -50,34 +50,27 @@ def _freeze_arg(value):
     return top
 
 
-def _positive_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer (1 or more), got {number}")
-    return number
+def _number_arg(parse, accept, expected):
+    """An argparse `type` that parses a number with `parse` and refuses one
+    `accept` rejects, saying what was `expected`."""
+
+    def check(value):
+        try:
+            number = parse(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+        if not accept(number):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {number}")
+        return number
+
+    return check
 
 
-def _positive_float(value):
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not number > 0 or number == float("inf"):  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a positive number such as 3e-3, got {value}")
-    return number
-
-
-def _seed_arg(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if not 0 <= number < 2**32:  # what keras.utils.set_random_seed accepts
-        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**32 - 1, got {number}")
-    return number
+_positive_int = _number_arg(int, lambda n: n >= 1, "a positive integer (1 or more)")
+# `0 < n < inf` also refuses nan.
+_positive_float = _number_arg(float, lambda n: 0 < n < float("inf"), "a positive number such as 3e-3")
+# What keras.utils.set_random_seed accepts.
+_seed_arg = _number_arg(int, lambda n: 0 <= n < 2**32, "a seed from 0 to 2**32 - 1")
 
 
 def _check_output(output, overwrite=False):

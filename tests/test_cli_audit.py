@@ -84,7 +84,7 @@ def test_os_errors_end_in_one_line_not_a_traceback(tmp_path, monkeypatch):
         ("--learning-rate", "-1", "expected a positive number"),
         ("--learning-rate", "0", "expected a positive number"),
         ("--learning-rate", "nan", "expected a positive number"),
-        ("--learning-rate", "fast", "expected a positive number, got 'fast'"),
+        ("--learning-rate", "fast", "expected a positive number such as 3e-3, got 'fast'"),
         ("--seed", "-1", "expected a seed from 0 to 2**32 - 1"),
         ("--seed", str(2**32), "expected a seed from 0 to 2**32 - 1"),
     ],
