@@ -67,10 +67,9 @@ def list_presets(family=None, *, all_families=False):
         found = _text_preset_family(info)
         if (found is None and not all_families) or (family is not None and (found is None or found.name != family)):
             continue
-        family_info = found
         metadata = info.get("metadata", {})
         presets[name] = {
-            "family": family_info.name if family_info else metadata.get("path", "?"),
+            "family": found.name if found else metadata.get("path", "?"),
             "params": metadata.get("params"),
             "description": metadata.get("description", ""),
         }

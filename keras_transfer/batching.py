@@ -13,6 +13,8 @@ import math
 import keras
 import numpy as np
 
+from keras_transfer.wording import counted
+
 
 #: How far (as a share of its length) an example's sort key may move when
 #: shuffled batches are bucketed by length.
@@ -116,7 +118,7 @@ class TextBatches(keras.utils.PyDataset):
             )
         if labels is not None and len(labels) != len(texts):
             raise ValueError(
-                f"Got {len(texts)} text{'s' if len(texts) != 1 else ''} but {len(labels)} label{'s' if len(labels) != 1 else ''}. Give one "
+                f"Got {counted(len(texts), 'text')} but {counted(len(labels), 'label')}. Give one "
                 "label per text."
             )
         self.preprocessor = preprocessor

@@ -17,17 +17,18 @@ layer; the head stays trainable. What this module adds:
 """
 
 import math
-import numbers
 
 import keras
 import numpy as np
 
 from keras_transfer import freezing
+from keras_transfer.schedules import _is_integer
+from keras_transfer.wording import counted
 
 
 def _check_rank(rank):
     """`rank` as a Python int (a NumPy integer too), or a clear error."""
-    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1:
+    if not _is_integer(rank) or rank < 1:
         raise ValueError(
             "Expected the LoRA `rank` to be a positive integer (usually 4 to "
             f"16). Received: rank={rank!r}"
@@ -42,7 +43,7 @@ def _check_target_layer_names(target_layer_names):
     if isinstance(target_layer_names, str):
         return [target_layer_names]
     if isinstance(target_layer_names, (set, frozenset, np.ndarray)):
-        target_layer_names = sorted(str(name) for name in target_layer_names) if len(target_layer_names) else []
+        target_layer_names = sorted(str(name) for name in target_layer_names)
     if not isinstance(target_layer_names, (list, tuple)) or not all(
         isinstance(name, str) for name in target_layer_names
     ):
@@ -165,7 +166,7 @@ def describe(model):
     biases_training = size(biases, training_only=True)
     others_training = size(backbone.trainable_weights) - adapters_training - biases_training
     names = sorted({layer.name for layer in layers})
-    head = f"LoRA rank {layers[0].lora_rank} on {len(layers)} layer{'s' if len(layers) != 1 else ''} ({', '.join(names)}): "
+    head = f"LoRA rank {layers[0].lora_rank} on {counted(len(layers), 'layer')} ({', '.join(names)}): "
     if not adapters_training and not biases_training and not others_training:
         return head + f"{adapters:,} adapter parameters, frozen with the rest of the backbone (none of it trains)"
     if adapters_training == adapters:

@@ -10,13 +10,12 @@ without it, dropout masks included).
 """
 
 import math
-import numbers
-import random
 
 import keras
 import numpy as np
 
-from keras_transfer.schedules import _is_number
+from keras_transfer.optimizers import inner_optimizer
+from keras_transfer.schedules import _is_integer, _is_number
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -157,9 +156,9 @@ class _Sweep(keras.callbacks.Callback):
         self._smoothed = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
+        # Keras resets the loss tracker just before: each step's sums are
+        # read once, at its end, and are the next step's starting point.
         self._previous_mean = 0.0
-
-    def on_train_batch_begin(self, batch, logs=None):
         self._tracked = _loss_sums(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -168,6 +167,7 @@ class _Sweep(keras.callbacks.Callback):
         # step's own loss is what its batch added to the sum, per example.
         mean = float(logs["loss"])
         before, after = self._tracked, _loss_sums(self.model)
+        self._tracked = after
         if before is not None and after is not None and after[1] > before[1]:
             loss = (after[0] - before[0]) / (after[1] - before[1])
         else:  # no loss tracker to read: batches taken as equal
@@ -203,7 +203,7 @@ def _check(min_lr, max_lr, steps, smoothing, diverge):
             raise ValueError(f"Expected `{name}` to be a positive number. Received: {name}={value!r}")
     if not min_lr < max_lr:
         raise ValueError(f"Expected min_lr < max_lr. Received: min_lr={min_lr!r}, max_lr={max_lr!r}")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 5:
+    if not _is_integer(steps) or steps < 5:
         raise ValueError(f"Expected `steps` to be an integer of at least 5. Received: steps={steps!r}")
     if not _is_number(smoothing) or not 0 <= smoothing < 1:
         raise ValueError(f"Expected `smoothing` in [0, 1). Received: smoothing={smoothing!r}")
@@ -223,7 +223,7 @@ def _sweep_optimizer(original, schedule):
     """
     # Under "mixed_float16", a copy of the optimizer inside Keras'
     # LossScaleOptimizer (`compile` wraps the copy in a fresh one).
-    original = getattr(original, "inner_optimizer", None) or original
+    original = inner_optimizer(original)
     config = original.get_config()
     config["learning_rate"] = schedule
     config.pop("gradient_accumulation_steps", None)
@@ -246,7 +246,7 @@ def _save_random_state(model):
     from keras.src.backend.common import global_state
     from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
 
-    from keras_transfer.callbacks.backup import _seed_generators
+    from keras_transfer.callbacks.backup import _random_state, _seed_generators
 
     generators = _seed_generators(model)
     global_generator = global_state.get_global_attribute(GLOBAL_SEED_GENERATOR)
@@ -254,13 +254,11 @@ def _save_random_state(model):
         "generators": [(variable, np.array(variable.numpy(), copy=True)) for variable in generators],
         "global_generator": global_generator,
         "global_value": None if global_generator is None else np.array(global_generator.state.numpy(), copy=True),
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "global": _random_state(),  # Python's, NumPy's and torch's (CPU)
     }
     if keras.config.backend() == "torch":
         import torch
 
-        state["torch"] = torch.get_rng_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -270,6 +268,8 @@ def _restore_random_state(state):
     from keras.src.backend.common import global_state
     from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
 
+    from keras_transfer.callbacks.backup import _set_random_state
+
     for variable, value in state["generators"]:
         variable.assign(value)
     # A global generator the sweep created (from Python's random state)
@@ -277,14 +277,11 @@ def _restore_random_state(state):
     global_state.set_global_attribute(GLOBAL_SEED_GENERATOR, state["global_generator"])
     if state["global_generator"] is not None:
         state["global_generator"].state.assign(state["global_value"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if "torch" in state:
+    _set_random_state(state["global"])
+    if "cuda" in state:
         import torch
 
-        torch.set_rng_state(state["torch"])
-        if "cuda" in state:
-            torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def find_learning_rate(

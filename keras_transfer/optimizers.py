@@ -14,17 +14,22 @@ has for the others.
 """
 
 import math
-import numbers
 
 import keras
 
 from keras_transfer import freezing
-from keras_transfer.schedules import _is_number
+from keras_transfer.schedules import _is_integer, _is_number
 
 try:  # Keras' own fused (torch._foreach) Adam step, used when available.
     from keras.src.backend.torch.optimizers.torch_adam import Adam as _TorchAdam
 except ImportError:  # pragma: no cover - other backends
     _TorchAdam = None
+
+
+def inner_optimizer(optimizer):
+    """The optimizer that updates the weights: the one inside Keras'
+    `LossScaleOptimizer` (which `compile` adds under "mixed_float16")."""
+    return getattr(optimizer, "inner_optimizer", None) or optimizer
 
 
 def _check_rate(name, value, allow_none=True):
@@ -367,9 +372,7 @@ def default_optimizer(
     turned into a ratio to the peak). NumPy numbers are taken as Python's.
     """
     if gradient_accumulation_steps is not None and (
-        isinstance(gradient_accumulation_steps, bool)
-        or not isinstance(gradient_accumulation_steps, numbers.Integral)
-        or gradient_accumulation_steps < 1
+        not _is_integer(gradient_accumulation_steps) or gradient_accumulation_steps < 1
     ):
         raise ValueError(
             "Expected `gradient_accumulation_steps` to be a positive integer "

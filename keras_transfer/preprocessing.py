@@ -20,6 +20,8 @@ ones (ALBERT, DeBERTaV3, XLM-RoBERTa, Llama, Mistral, Gemma) on the
 `sentencepiece` package; neither needs TensorFlow.
 """
 
+import re
+
 import keras
 import keras_hub
 import numpy as np
@@ -138,7 +140,8 @@ def _check_tokenizer(tokenizer, backbone_class):
     tokenizers name their family through `backbone_cls`; families that pack
     alike (BERT and DistilBERT, Llama and Mistral) may share tokenizers.
     The special tokens are checked once the vocabulary is there (a
-    deserialized tokenizer gets it later, from the saved assets).
+    deserialized tokenizer gets it later, from the saved assets): returns
+    whether they were.
     """
     family = FAMILIES[backbone_class]
     name = type(tokenizer).__name__
@@ -166,7 +169,7 @@ def _check_tokenizer(tokenizer, backbone_class):
     try:
         tokenizer.vocabulary_size()
     except ValueError:  # no vocabulary yet
-        return
+        return False
     # Decoders may lack a start token (Qwen has none); encoders need theirs.
     needed = (family.sep,) if family.decoder else (family.start, family.sep, family.end)
     needed = [a for a in needed if a]
@@ -177,6 +180,7 @@ def _check_tokenizer(tokenizer, backbone_class):
             f"{family.name} family (backbone_class={backbone_class!r}) packs "
             f"every text with. {fix}."
         )
+    return True
 
 
 def _valid_unicode(text):
@@ -189,6 +193,35 @@ def _valid_unicode(text):
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
+def _typed_specials(tokenizer):
+    """The special tokens of `tokenizer` a user could type (longer than one character)."""
+    return [s for s in getattr(tokenizer, "special_tokens", None) or [] if len(s) > 1]
+
+
+def _typed_special_pieces(texts, specials):
+    """Splits texts where they spell a special token (RoBERTa's "</s>", an
+    HTML strike-through tag; GPT-2's "<|endoftext|>"): each occurrence is
+    cut in two halves, to be tokenized as plain text, never as the special
+    token itself (which would put a separator inside a text). Returns the
+    pieces, the index of the text each came from, and where in that text it
+    starts (for the character offsets of question answering).
+    """
+    if not specials or not any(s in text for text in texts for s in specials):
+        return list(texts), list(range(len(texts))), [0] * len(texts)
+    pattern = re.compile("(" + "|".join(re.escape(s) for s in specials) + ")")
+    pieces, owners, shifts = [], [], []
+    for i, text in enumerate(texts):
+        at = 0
+        for part in pattern.split(text):
+            for half in [part[:-1], part[-1:]] if part in specials else [part]:
+                if half:
+                    pieces.append(half)
+                    owners.append(i)
+                    shifts.append(at)
+                at += len(half)
+    return pieces, owners, shifts
+
+
 def _ids_without_typed_specials(tokenizer, texts):
     """Token ids where special tokens typed in the text stay plain text.
 
@@ -197,20 +230,10 @@ def _ids_without_typed_specials(tokenizer, texts):
     tokens. Each occurrence is tokenized in two halves instead, which
     byte-level BPE spells with ordinary tokens.
     """
-    specials = [s for s in getattr(tokenizer, "special_tokens", None) or [] if len(s) > 1]
+    specials = _typed_specials(tokenizer)
     if not specials or not any(s in text for text in texts for s in specials):
         return [np.asarray(ids, dtype="int32") for ids in tokenizer(texts)]
-    import re
-
-    pattern = re.compile("(" + "|".join(re.escape(s) for s in specials) + ")")
-    pieces, owners = [], []
-    for i, text in enumerate(texts):
-        for part in pattern.split(text):
-            halves = [part[:-1], part[-1:]] if part in specials else [part]
-            for half in halves:
-                if half:
-                    pieces.append(half)
-                    owners.append(i)
+    pieces, owners, _ = _typed_special_pieces(texts, specials)
     ids = [[] for _ in texts]
     for owner, piece_ids in zip(owners, tokenizer(pieces) if pieces else []):
         ids[owner].extend(np.asarray(piece_ids).tolist())
@@ -277,7 +300,8 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
                 f"Received: sequence_length={sequence_length!r}"
             )
         _check_truncation(truncation)
-        _check_tokenizer(tokenizer, backbone_class)
+        # Checked again before packing until the vocabulary has arrived.
+        self._tokenizer_checked = _check_tokenizer(tokenizer, backbone_class)
         self.tokenizer = tokenizer
         self.backbone_class = backbone_class
         self.sequence_length = sequence_length
@@ -385,7 +409,8 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
                 "Received an empty list of texts: there is nothing to "
                 "tokenize. Give at least one string."
             )
-        _check_tokenizer(self.tokenizer, self.backbone_class)
+        if not self._tokenizer_checked:
+            self._tokenizer_checked = _check_tokenizer(self.tokenizer, self.backbone_class)
         pairs = any(isinstance(t, (tuple, list)) for t in texts)
         if pairs and not all(isinstance(t, (tuple, list)) for t in texts):
             raise ValueError(
@@ -397,9 +422,8 @@ class TextPreprocessor(keras_hub.models.Preprocessor):
         # own segment; `middle`: the separators between the texts of a pair.
         start, middle, sep, end = self._specials(pairs)
         end_segments = np.full(len(end), self.family.end_segment_id, "int32")
-        # What the texts may fill: never below 0, so nothing packs longer
-        # than `sequence_length`.
-        budget = max(self.sequence_length - self.min_sequence_length(pairs), 0)
+        # What the texts may fill (not below 0: `_check_room` passed).
+        budget = self.sequence_length - sum(len(ids) for ids in (start, middle, sep, end))
         if not pairs:
             packed = []
             for ids in self.token_ids(texts):

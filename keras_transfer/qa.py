@@ -20,14 +20,13 @@
 """
 
 import dataclasses
-import re
 
 import keras
 import keras_hub
 import numpy as np
 
 from keras_transfer.batching import plan_batches
-from keras_transfer.preprocessing import _valid_unicode
+from keras_transfer.preprocessing import _typed_special_pieces, _typed_specials, _valid_unicode
 from keras_transfer.schedules import _is_integer as is_integer
 
 #: Position of the "no answer in this window" label (the CLS / start token).
@@ -82,7 +81,7 @@ def token_offsets(preprocessor, texts):
         fast = getattr(tokenizer, "_tokenizer", None)
         if fast is None or not hasattr(fast, "encode_batch"):
             fast = None
-        specials = [s for s in getattr(tokenizer, "special_tokens", None) or [] if len(s) > 1]
+        specials = _typed_specials(tokenizer)
     else:
         fast = None
     if fast is None:
@@ -132,30 +131,6 @@ def check_tokenizer(tokenizer):
     cls = tokenizer if isinstance(tokenizer, type) else type(tokenizer)
     if not issubclass(cls, (keras_hub.tokenizers.WordPieceTokenizer, keras_hub.tokenizers.BytePairTokenizer)):
         raise _no_offsets(cls)
-
-
-def _typed_special_pieces(texts, specials):
-    """Splits texts where they spell a special token (RoBERTa's "</s>", an
-    HTML strike-through tag; GPT-2's "<|endoftext|>"), as
-    `TextPreprocessor.token_ids` does: each occurrence is tokenized in two
-    halves, as plain text, never as the special token itself (which would
-    put a separator inside a context). Returns the pieces, the index of the
-    text each came from, and where in that text it starts.
-    """
-    if not specials or not any(s in text for text in texts for s in specials):
-        return list(texts), list(range(len(texts))), [0] * len(texts)
-    pattern = re.compile("(" + "|".join(re.escape(s) for s in specials) + ")")
-    pieces, owners, shifts = [], [], []
-    for i, text in enumerate(texts):
-        at = 0
-        for part in pattern.split(text):
-            for half in [part[:-1], part[-1:]] if part in specials else [part]:
-                if half:
-                    pieces.append(half)
-                    owners.append(i)
-                    shifts.append(at)
-                at += len(half)
-    return pieces, owners, shifts
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ import numpy as np
 
 from keras_transfer import distributed, freezing
 from keras_transfer.batching import TextBatches
-from keras_transfer.optimizers import _check_rate
+from keras_transfer.optimizers import _check_rate, inner_optimizer
 from keras_transfer.schedules import _is_number
 from keras_transfer.callbacks.learning_rate import LearningRateLogger
 
@@ -69,7 +69,7 @@ def _kept_compile(model):
             gradient_accumulation_steps=given["gradient_accumulation_steps"],
         )
     else:
-        optimizer = getattr(model.optimizer, "inner_optimizer", None) or model.optimizer
+        optimizer = inner_optimizer(model.optimizer)
         if isinstance(optimizer, keras.optimizers.AdamW):
             kept.update(
                 weight_decay=optimizer.weight_decay,

@@ -25,6 +25,7 @@ import numpy as np
 
 from keras_transfer.batching import plan_batches
 from keras_transfer.preprocessing import _ids_without_typed_specials, _valid_unicode, check_texts
+from keras_transfer.wording import counted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,8 +250,8 @@ class Seq2SeqPreprocessor(keras_hub.models.Preprocessor):
         targets = check_texts(targets, "targets")
         if len(sources) != len(targets):
             raise ValueError(
-                f"Got {len(sources)} source{'s' if len(sources) != 1 else ''} but "
-                f"{len(targets)} target{'s' if len(targets) != 1 else ''}. Give "
+                f"Got {counted(len(sources), 'source')} but "
+                f"{counted(len(targets), 'target')}. Give "
                 "one target text per source text."
             )
         packed_sources = self.pack_sources(sources)

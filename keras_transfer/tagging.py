@@ -202,9 +202,8 @@ def _word_prefix(preprocessor):
     The tokenizer itself tells which: "a a" must equal the two words'
     tokens end to end.
     """
-    first, spaced, bare, both = preprocessor.token_ids(["a", " a", "a", "a a"])
-    both = both.tolist()
-    if both != first.tolist() + spaced.tolist() and both == first.tolist() + bare.tolist():
+    first, spaced, both = (ids.tolist() for ids in preprocessor.token_ids(["a", " a", "a a"]))
+    if both != first + spaced and both == first + first:
         return ""
     return " "
 

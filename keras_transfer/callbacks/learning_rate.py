@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_transfer.optimizers import inner_optimizer
+
 
 class LearningRateLogger(keras.callbacks.Callback):
     """Adds the optimizer's current learning rate to each epoch's logs.
@@ -24,8 +26,7 @@ class LearningRateLogger(keras.callbacks.Callback):
         optimizer = getattr(self.model, "optimizer", None)
         if logs is None or optimizer is None:
             return
-        # Under "mixed_float16", the optimizer inside Keras' LossScaleOptimizer.
-        optimizer = getattr(optimizer, "inner_optimizer", None) or optimizer
+        optimizer = inner_optimizer(optimizer)  # under "mixed_float16", the one inside
         schedule = optimizer._learning_rate
         if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             # The rate of the epoch's last step (the optimizer's own property

@@ -7,7 +7,8 @@ import keras
 
 from keras_transfer import freezing
 from keras_transfer.callbacks.backup import publish_progress, resumed_progress
-from keras_transfer.optimizers import add_variables
+from keras_transfer.optimizers import add_variables, inner_optimizer
+from keras_transfer.wording import counted
 
 _UNITS = ("epoch", "step")
 
@@ -115,7 +116,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         if self._initial > self._limit:
             raise ValueError(
                 f"GradualUnfreezing(max_blocks={self.max_blocks}) trains at most the "
-                f"top {self._limit} block{'s' if self._limit != 1 else ''}, but the top {self._initial} of "
+                f"top {counted(self._limit, 'block')}, but the top {self._initial} of "
                 f"{self._num_blocks} already train as `fit` begins, and it never "
                 f"freezes what trains. Pass `max_blocks={self._initial}` or more (or "
                 "None), or freeze the backbone first (`kt.freeze(model)`, or "
@@ -213,6 +214,6 @@ class GradualUnfreezing(keras.callbacks.Callback):
 
 def _peak_rate(optimizer):
     """` (3e-3, for the head alone)`: the peak of `compile()`'s schedule."""
-    optimizer = getattr(optimizer, "inner_optimizer", None) or optimizer  # under "mixed_float16"
+    optimizer = inner_optimizer(optimizer)  # under "mixed_float16"
     peak = getattr(getattr(optimizer, "_learning_rate", None), "peak_learning_rate", None)
     return "" if peak is None else f" ({float(peak):g}, for the head alone)"

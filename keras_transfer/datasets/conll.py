@@ -23,6 +23,7 @@ import numpy as np
 from keras_transfer.datasets.readers import _check_path_type
 from keras_transfer.datasets.readers import _decode_error
 from keras_transfer.datasets.readers import _text_encoding
+from keras_transfer.wording import counted
 
 
 def _describe(value, limit=60):
@@ -104,13 +105,13 @@ class TaggedData:
 
     def __repr__(self):
         count = len(self.tag_names) if self.tag_names else 0
-        tagged = f", {count} tag name{'s' if count != 1 else ''}" if count else ""
+        tagged = f", {counted(count, 'tag name')}" if count else ""
         kind = "tagged" if self.tags is not None else "untagged"
         words = sum(len(sentence) for sentence in self.words)
         sentences = len(self.words)
         return (
-            f"TaggedData({sentences} {kind} sentence{'s' if sentences != 1 else ''}, "
-            f"{words} word{'s' if words != 1 else ''}{tagged}, source={self.source})"
+            f"TaggedData({counted(sentences, kind + ' sentence')}, "
+            f"{counted(words, 'word')}{tagged}, source={self.source})"
         )
 
     def take(self, n):
@@ -167,7 +168,7 @@ def check_tags(words, tags, name="y", source=None):
     tags = list(tags)
     if len(tags) != len(words):
         raise ValueError(
-            f"Got {len(words)} sentence{'s' if len(words) != 1 else ''} but {len(tags)} tag list{'s' if len(tags) != 1 else ''} in `{name}`"
+            f"Got {counted(len(words), 'sentence')} but {counted(len(tags), 'tag list')} in `{name}`"
             f"{where}. Give one list of tags per sentence."
         )
     for i, (sentence, sentence_tags) in enumerate(zip(words, tags)):
@@ -178,8 +179,8 @@ def check_tags(words, tags, name="y", source=None):
             )
         if len(sentence_tags) != len(sentence):
             raise ValueError(
-                f"Sentence {i} has {len(sentence)} word{'s' if len(sentence) != 1 else ''} but "
-                f"{len(sentence_tags)} tag{'s' if len(sentence_tags) != 1 else ''} in `{name}`{where}: {_describe(sentence)} / "
+                f"Sentence {i} has {counted(len(sentence), 'word')} but "
+                f"{counted(len(sentence_tags), 'tag')} in `{name}`{where}: {_describe(sentence)} / "
                 f"{_describe(sentence_tags)}. Give exactly one tag per word."
             )
     return [list(sentence_tags) for sentence_tags in tags]
@@ -265,7 +266,7 @@ def _read_sentences(path, word_column, tag_column, encoding):
             tag_at = _position(tag_column, len(columns))
             if word_at is None or tag_at is None or word_at == tag_at:
                 raise ValueError(
-                    f"{path}:{number} has {len(columns)} column{'s' if len(columns) != 1 else ''} ({line.strip()!r}), "
+                    f"{path}:{number} has {counted(len(columns), 'column')} ({line.strip()!r}), "
                     f"too few for word_column={word_column} and tag_column="
                     f"{tag_column}. Check the columns, or the blank lines "
                     "between sentences."

@@ -7,6 +7,7 @@ import pathlib
 from keras_transfer.datasets.readers import _check_path_type
 from keras_transfer.datasets.readers import _decode_error
 from keras_transfer.datasets.readers import _text_encoding
+from keras_transfer.wording import counted
 
 
 @dataclasses.dataclass
@@ -28,8 +29,8 @@ class ParallelData:
         self.sources, self.targets = list(self.sources), list(self.targets)
         if len(self.sources) != len(self.targets):
             raise ValueError(
-                f"{self.source}: {len(self.sources)} source{'s' if len(self.sources) != 1 else ''} "
-                f"but {len(self.targets)} target{'s' if len(self.targets) != 1 else ''}. "
+                f"{self.source}: {counted(len(self.sources), 'source')} "
+                f"but {counted(len(self.targets), 'target')}. "
                 "Parallel files must have one line per sentence, aligned."
             )
         for name, texts in (("sources", self.sources), ("targets", self.targets)):
@@ -48,7 +49,7 @@ class ParallelData:
         return ParallelData(self.sources[:n], self.targets[:n], self.source)
 
     def __repr__(self):
-        return f"ParallelData({len(self)} pair{'s' if len(self) != 1 else ''} from {self.source})"
+        return f"ParallelData({counted(len(self), 'pair')} from {self.source})"
 
 
 def read_parallel(source_path, target_path, skip_empty=True, encoding="utf-8"):
@@ -87,7 +88,7 @@ def read_parallel(source_path, target_path, skip_empty=True, encoding="utf-8"):
     sources, targets = lines
     if len(sources) != len(targets):
         raise ValueError(
-            f"{str(paths[0])!r} has {len(sources)} line{'s' if len(sources) != 1 else ''} "
+            f"{str(paths[0])!r} has {counted(len(sources), 'line')} "
             f"but {str(paths[1])!r} has "
             f"{len(targets)}: the files are not aligned."
         )

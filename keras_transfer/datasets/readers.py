@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_transfer.wording import counted
+
 
 def _describe(value, limit=60):
     """Short `repr` of `value` for error messages, cut at `limit` characters."""
@@ -179,7 +181,7 @@ class TextData:
         if self.labels.ndim == 2 and self.labels.shape[1] != len(label_names):
             raise ValueError(
                 "expected one name per multi-hot column. Received: "
-                f"labels with {self.labels.shape[1]} column{'s' if self.labels.shape[1] != 1 else ''}, "
+                f"labels with {counted(self.labels.shape[1], 'column')}, "
                 f"label_names={label_names}. "
                 "Fix: give one name per column."
             )
@@ -303,7 +305,7 @@ class TextData:
 
     def __repr__(self):
         kind = "sentence pair" if isinstance(self.texts[0], tuple) else "text"
-        parts = [f"{len(self)} {kind}{'s' if len(self) != 1 else ''}"]
+        parts = [counted(len(self), kind)]
         if self.labels is None:
             parts.append("no labels")
         elif self.labels.dtype == np.float32 and self.labels.ndim == 1:
@@ -637,7 +639,7 @@ def _read_csv_rows(path, text_columns, label_column, delimiter, encoding):
             values = [row[column] for column in wanted]
             if any(value is None for value in values):
                 raise ValueError(
-                    f"expected every row to have the {len(columns)} column{'s' if len(columns) != 1 else ''} "
+                    f"expected every row to have the {counted(len(columns), 'column')} "
                     f"of the header. Received: line {reader.line_num} of "
                     f"'{path}' has fewer. Fix: repair that row."
                 )

@@ -20,6 +20,7 @@ import numpy as np
 from keras_transfer.datasets.readers import _check_path_type
 from keras_transfer.datasets.readers import _decode_error
 from keras_transfer.datasets.readers import _text_encoding
+from keras_transfer.wording import counted
 
 
 def _describe(value, limit=60):
@@ -72,7 +73,7 @@ def normalize_answers(answers, contexts, ids=None, name="answers"):
     answers = list(answers)
     if len(answers) != len(contexts):
         raise ValueError(
-            f"Got {len(contexts)} context{'s' if len(contexts) != 1 else ''} but {len(answers)} {name}. Give one "
+            f"Got {counted(len(contexts), 'context')} but {len(answers)} {name}. Give one "
             "answer (or None for an unanswerable question) per question."
         )
     out = []
@@ -99,7 +100,7 @@ def normalize_answers(answers, contexts, ids=None, name="answers"):
                 "string, or None for an unanswerable question."
             )
         texts, starts = answer["text"], answer["answer_start"]
-        if isinstance(texts, str) or not isinstance(texts, (list, tuple, np.ndarray)):
+        if not isinstance(texts, (list, tuple, np.ndarray)):  # one answer text
             texts = [texts]
         if not isinstance(starts, (list, tuple, np.ndarray)):
             starts = [starts]
@@ -108,8 +109,8 @@ def normalize_answers(answers, contexts, ids=None, name="answers"):
         starts = [int(start) if isinstance(start, np.integer) else start for start in starts]
         if len(texts) != len(starts):
             raise ValueError(
-                f"`{name}[{i}]` has {len(texts)} text{'s' if len(texts) != 1 else ''} but {len(starts)} "
-                f"answer_start value{'s' if len(starts) != 1 else ''} ({where}). Give one start per text."
+                f"`{name}[{i}]` has {counted(len(texts), 'text')} but "
+                f"{counted(len(starts), 'answer_start value')} ({where}). Give one start per text."
             )
         for text, start in zip(texts, starts):
             if not isinstance(text, str) or not text.strip():
@@ -187,14 +188,12 @@ class QAData:
             raise ValueError(f"No questions in {self.source}: there is nothing to train or answer.")
         if len(self.ids) != n:
             raise ValueError(
-                f"Got {n} question{'s' if n != 1 else ''} but {len(self.ids)} "
-                f"id{'s' if len(self.ids) != 1 else ''}."
+                f"Got {counted(n, 'question')} but {counted(len(self.ids), 'id')}."
             )
         if isinstance(self.contexts, str) or len(list(self.contexts)) != n:
             count = 1 if isinstance(self.contexts, str) else len(list(self.contexts))
             raise ValueError(
-                f"Got {n} question{'s' if n != 1 else ''} but {count} "
-                f"context{'s' if count != 1 else ''}. Give one context per "
+                f"Got {counted(n, 'question')} but {counted(count, 'context')}. Give one context per "
                 "question (repeat a context that answers several questions)."
             )
         self.contexts = check_strings(self.contexts, "contexts", self.ids)
@@ -205,7 +204,7 @@ class QAData:
             if value is not None:
                 value = list(value)
                 if len(value) != n:
-                    raise ValueError(f"Got {n} question{'s' if n != 1 else ''} but {len(value)} {name}.")
+                    raise ValueError(f"Got {counted(n, 'question')} but {len(value)} {name}.")
                 setattr(self, name, value)
 
     def __len__(self):
@@ -260,7 +259,7 @@ class QAData:
             "" if self.answers is None
             else f", {sum(bool(a['text']) for a in self.answers)} answerable"
         )
-        return f"QAData({len(self)} question{'s' if len(self) != 1 else ''}{answerable}, source={self.source!r})"
+        return f"QAData({counted(len(self), 'question')}{answerable}, source={self.source!r})"
 
 
 def read_squad(path, encoding="utf-8"):

@@ -5,6 +5,8 @@ its default 13a tokenizer and exponential smoothing, so scores compare with
 published ones.
 """
 
+from keras_transfer.wording import counted
+
 
 def _check(hypotheses, references):
     for value, name in ((hypotheses, "hypotheses"), (references, "references")):
@@ -13,8 +15,8 @@ def _check(hypotheses, references):
     hypotheses, references = list(hypotheses), list(references)
     if len(hypotheses) != len(references):
         raise ValueError(
-            f"Got {len(hypotheses)} {'hypotheses' if len(hypotheses) != 1 else 'hypothesis'} but "
-            f"{len(references)} reference{'s' if len(references) != 1 else ''}: "
+            f"Got {counted(len(hypotheses), 'hypothesis', 'hypotheses')} but "
+            f"{counted(len(references), 'reference')}: "
             "give one reference per hypothesis."
         )
     if not hypotheses:

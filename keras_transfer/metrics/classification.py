@@ -19,6 +19,8 @@ and so does the F1 of a class with neither predictions nor examples.
 import keras
 import numpy as np
 
+from keras_transfer.wording import counted
+
 
 def _safe_divide(numerator, denominator):
     numerator = np.asarray(numerator, dtype="float64")
@@ -85,7 +87,7 @@ def confusion_matrix(y_true, y_pred, num_classes=None):
     y_pred = _as_ids(y_pred, None, "y_pred")
     if len(y_true) != len(y_pred):
         raise ValueError(
-            f"Got {len(y_true)} true label{'s' if len(y_true) != 1 else ''} but {len(y_pred)} prediction{'s' if len(y_pred) != 1 else ''}; give one of each per example."
+            f"Got {counted(len(y_true), 'true label')} but {counted(len(y_pred), 'prediction')}; give one of each per example."
         )
     seen = int(max(y_true.max(initial=-1), y_pred.max(initial=-1))) + 1
     if num_classes is None:
@@ -280,7 +282,7 @@ def _as_multi_hot(values, name, num_labels=None):
     if array.dtype.kind not in "biuf" or not np.isin(array, (0, 1)).all():
         raise ValueError(f"Expected only 0s and 1s (or booleans) in `{name}`.")
     if num_labels is not None and array.shape[1] != num_labels:
-        raise ValueError(f"`{name}` has {array.shape[1]} column{'s' if array.shape[1] != 1 else ''}; expected {num_labels}, one per label.")
+        raise ValueError(f"`{name}` has {counted(array.shape[1], 'column')}; expected {num_labels}, one per label.")
     return array.astype("int64")
 
 
@@ -305,13 +307,13 @@ class MultiLabelReport:
         y_true = _as_multi_hot(y_true, "y_true")
         y_pred = _as_multi_hot(y_pred, "y_pred", y_true.shape[1])
         if len(y_true) != len(y_pred):
-            raise ValueError(f"Got {len(y_true)} true label row{'s' if len(y_true) != 1 else ''} but {len(y_pred)} predicted row{'s' if len(y_pred) != 1 else ''}.")
+            raise ValueError(f"Got {counted(len(y_true), 'true label row')} but {counted(len(y_pred), 'predicted row')}.")
         if len(y_true) == 0:
             raise ValueError("`y_true` is empty: there is nothing to score.")
         num_labels = y_true.shape[1]
         self.label_names = [str(i) for i in range(num_labels)] if label_names is None else list(label_names)
         if len(self.label_names) != num_labels:
-            raise ValueError(f"{len(self.label_names)} label_names for {num_labels} label column{'s' if num_labels != 1 else ''}.")
+            raise ValueError(f"{len(self.label_names)} label_names for {counted(num_labels, 'label column')}.")
         self.thresholds = None if thresholds is None else np.broadcast_to(np.asarray(thresholds, "float64"), (num_labels,)).copy()
         self.true_positives = (y_true * y_pred).sum(axis=0)
         self.false_positives = ((1 - y_true) * y_pred).sum(axis=0)

@@ -32,6 +32,8 @@ import collections
 import keras
 import numpy as np
 
+from keras_transfer.wording import counted
+
 SCHEMES = ("IOB1", "IOB2", "BIOES")
 MODES = ("default", "strict")
 IGNORE_CLASS = -100
@@ -230,7 +232,7 @@ def _check_sequences(y_true, y_pred):
         )
     if len(y_true) != len(y_pred):
         raise ValueError(
-            f"Got {len(y_true)} true tag sequence{'s' if len(y_true) != 1 else ''} but "
+            f"Got {counted(len(y_true), 'true tag sequence')} but "
             f"{len(y_pred)} predicted {'ones' if len(y_pred) != 1 else 'one'}. "
             "Give one predicted sequence per sentence."
         )

@@ -17,6 +17,8 @@ import collections
 import re
 import string
 
+from keras_transfer.wording import counted
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = set(string.punctuation)
 
@@ -127,8 +129,8 @@ def squad_scores(predictions, references):
     predictions, references = list(predictions), list(references)
     if len(predictions) != len(references):
         raise ValueError(
-            f"Got {len(predictions)} prediction{'s' if len(predictions) != 1 else ''} but "
-            f"{len(references)} reference{'s' if len(references) != 1 else ''}. "
+            f"Got {counted(len(predictions), 'prediction')} but "
+            f"{counted(len(references), 'reference')}. "
             "Give one prediction per question."
         )
     if not predictions:

@@ -39,8 +39,9 @@ from keras_transfer.callbacks.numerics import StopOnNaN
 from keras_transfer.datasets.readers import TextData, _describe
 from keras_transfer.preprocessing import check_texts, columns_as_pairs
 from keras_transfer.saving import check_output_path
-from keras_transfer.optimizers import default_optimizer
+from keras_transfer.optimizers import default_optimizer, inner_optimizer as _inner_optimizer
 from keras_transfer.schedules import WarmupLinearDecay
+from keras_transfer.wording import counted
 
 DEFAULT_BATCH_SIZE = 32
 # Usual rates for transfer learning: a fresh head on frozen features learns
@@ -494,7 +495,7 @@ class Task(distributed.DataParallel, keras.Model):
             y = self._check_labels(y, name="y" if name == "x" else f"{name} labels")
             if len(y) != len(x):
                 raise ValueError(
-                    f"Got {len(x)} text{'s' if len(x) != 1 else ''} but {len(y)} label{'s' if len(y) != 1 else ''} in `{name}`. Give "
+                    f"Got {counted(len(x), 'text')} but {counted(len(y), 'label')} in `{name}`. Give "
                     "exactly one label per text."
                 )
         return (
@@ -784,7 +785,7 @@ class Task(distributed.DataParallel, keras.Model):
         unknown = [v.path for v in self.trainable_variables if optimizer._var_key(v) not in known]
         if unknown:
             raise ValueError(
-                f"{len(unknown)} weight{'s' if len(unknown) != 1 else ''} "
+                f"{counted(len(unknown), 'weight')} "
                 f"became trainable after `compile()` "
                 f"(for example {unknown[0]!r}), so the optimizer cannot update "
                 f"{'them' if len(unknown) != 1 else 'it'}. Call `model.compile(...)` again after `kt.unfreeze`."
@@ -900,8 +901,7 @@ class Task(distributed.DataParallel, keras.Model):
         check_rate_callbacks(self.optimizer, kwargs.get("callbacks"))
         lora_lib.reseed_adapters(self)
         distributed.sync_model(self)
-        given = kwargs.get("callbacks") or []
-        if stop_on_nan and not any(isinstance(c, StopOnNaN) for c in getattr(given, "callbacks", given)):
+        if stop_on_nan and not any(isinstance(c, StopOnNaN) for c in kwargs.get("callbacks") or []):
             kwargs["callbacks"] = _add_callbacks(kwargs.get("callbacks"), StopOnNaN())
         validated = ValidationEpochs()
         kwargs["callbacks"] = _add_callbacks(kwargs.get("callbacks"), validated)
@@ -928,7 +928,7 @@ class Task(distributed.DataParallel, keras.Model):
         if validation_weights is not None:
             _attach_sample_weight(validation_data, validation_weights)
         steps = kwargs.get("steps_per_epoch") or _length(data, batch_size)
-        _check_accumulation(self.optimizer, steps, epochs - kwargs.get("initial_epoch", 0))
+        _check_accumulation(self.optimizer, steps, _epochs_to_run(epochs, kwargs))
         cache = self._should_cache(cache_features, data, validation_data, kwargs)
         # Under torchrun only rank 0 shows progress and runs writer callbacks.
         kwargs = distributed.main_process_kwargs(kwargs)
@@ -1013,11 +1013,10 @@ class Task(distributed.DataParallel, keras.Model):
             then = ""
             if validation_data is not None:
                 count = len(validation_data.packed)
-                then = f", then for the {count} validation text{'s' if count != 1 else ''}"
+                then = f", then for the {counted(count, 'validation text')}"
             print(
-                f"Frozen backbone: computing its features once for {len(data.packed)} "
-                f"text{'s' if len(data.packed) != 1 else ''}, in {len(plan)} "
-                f"batch{'es' if len(plan) != 1 else ''} sorted by length "
+                f"Frozen backbone: computing its features once for {counted(len(data.packed), 'text')}, "
+                f"in {counted(len(plan), 'batch', 'batches')} sorted by length "
                 f"({padding_share(data.lengths, plan):.1%} padding){then}."
             )
         x = self._features(data, verbose, storage)
@@ -1504,7 +1503,7 @@ def _split_off_validation(x, y, split, sample_weight=None):
     at = validation_cut(n, split)
     if at in (0, n):
         raise ValueError(
-            f"`validation_split={split}` of {n} text{'s' if n != 1 else ''} leaves "
+            f"`validation_split={split}` of {counted(n, 'text')} leaves "
             f"{'no texts to train on' if at == 0 else 'no texts to validate on'}. "
             "Use a share that keeps both parts non-empty, or pass `validation_data`."
         )
@@ -1523,7 +1522,7 @@ def _split_off_validation(x, y, split, sample_weight=None):
     if y is None:
         raise no_labels_error("fit")
     if len(y) != n:
-        raise ValueError(f"Got {n} text{'s' if n != 1 else ''} but {len(y)} label{'s' if len(y) != 1 else ''}. Give exactly one label per text.")
+        raise ValueError(f"Got {counted(n, 'text')} but {counted(len(y), 'label')}. Give exactly one label per text.")
     return x[:at], y[:at], (x[at:], y[at:]), train_weights, None if weights is None else weights[at:]
 
 
@@ -1548,9 +1547,10 @@ _RATE_SETTING_CALLBACKS = (keras.callbacks.ReduceLROnPlateau, keras.callbacks.Le
 
 
 def check_rate_callbacks(optimizer, callbacks):
-    """Refuses, before any training, a callback that sets the learning rate
-    of an optimizer that follows a schedule (`compile()`'s default: linear
-    warmup and decay). Keras raises only when the callback first sets it:
+    """Refuses, before any training, a callback (in `callbacks`, a list as
+    `callback_list` makes it) that sets the learning rate of an optimizer
+    that follows a schedule (`compile()`'s default: linear warmup and
+    decay). Keras raises only when the callback first sets it:
     `LearningRateScheduler` at the first epoch, after the features are
     computed; `ReduceLROnPlateau` after `patience` epochs without progress,
     losing the rest of the run."""
@@ -1558,7 +1558,7 @@ def check_rate_callbacks(optimizer, callbacks):
     if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
         return
     setters = [
-        type(c).__name__ for c in getattr(callbacks, "callbacks", callbacks) or []
+        type(c).__name__ for c in callbacks or []
         if isinstance(c, _RATE_SETTING_CALLBACKS)
     ]
     if not setters:
@@ -1665,12 +1665,6 @@ def _epochs_to_run(epochs, kwargs):
     return max(epochs - (kwargs.get("initial_epoch") or 0), 0)
 
 
-def _inner_optimizer(optimizer):
-    """The optimizer that updates the weights: the one inside Keras'
-    `LossScaleOptimizer` (which `compile` adds under "mixed_float16")."""
-    return getattr(optimizer, "inner_optimizer", None) or optimizer
-
-
 def _check_accumulation(optimizer, steps, epochs):
     """Refuses a `fit` whose batches are too few for one accumulated update
     (Keras would run it and change no weight, without a word)."""
@@ -1681,7 +1675,7 @@ def _check_accumulation(optimizer, steps, epochs):
     pending = int(optimizer._iterations.numpy()) % every if hasattr(optimizer, "_iterations") else 0
     if pending + steps * epochs < every:
         raise ValueError(
-            f"This fit has {steps * epochs} batch{'es' if steps * epochs != 1 else ''} in all, but the "
+            f"This fit has {counted(steps * epochs, 'batch', 'batches')} in all, but the "
             f"optimizer updates the weights once every {every} batches "
             f"(gradient_accumulation_steps={every}): no weight would change. Use a smaller "
             "`gradient_accumulation_steps` or `batch_size`, or more data or epochs."
@@ -1749,8 +1743,8 @@ def _describe_batches(batches):
     """One line on how `fit` batches the texts, with the share of padding."""
     grouped = "grouped by length and " if batches.bucketing else ""
     return (
-        f"{len(batches.packed)} text{'s' if len(batches.packed) != 1 else ''} in {len(batches)} "
-        f"batch{'es' if len(batches) != 1 else ''} of up to {batches.batch_size}, "
+        f"{counted(len(batches.packed), 'text')} in {counted(len(batches), 'batch', 'batches')} "
+        f"of up to {batches.batch_size}, "
         f"{grouped}padded to each batch's longest: {batches.padding_share():.1%} of the "
         "token positions are padding."
     )

@@ -26,6 +26,7 @@ from keras_transfer.tasks.text_classifier import (
     resolve_pooling,
     task_from_preset,
 )
+from keras_transfer.wording import counted
 
 _LABEL_HELP = (
     "Give one list of label names per text (e.g. [['action', 'comedy'], [], "
@@ -267,8 +268,8 @@ class MultiLabelClassifier(Task):
             )
         if array.shape[1] != self.num_classes:
             raise ValueError(
-                f"`{name}` has {array.shape[1]} column{'s' if array.shape[1] != 1 else ''} but the model has "
-                f"{self.num_classes} label{'s' if self.num_classes != 1 else ''}. Give one column per label."
+                f"`{name}` has {counted(array.shape[1], 'column')} but the model has "
+                f"{counted(self.num_classes, 'label')}. Give one column per label."
             )
         if not np.isin(array, (0, 1)).all():
             bad = array[~np.isin(array, (0, 1))].flat[0].item()

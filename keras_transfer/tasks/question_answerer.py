@@ -33,6 +33,7 @@ from keras_transfer.qa import (
 )
 from keras_transfer.tasks.base import DEFAULT_BATCH_SIZE, Task, _as_standard_float, check_flag, check_verbose
 from keras_transfer.tasks.text_classifier import _check_freeze, _check_no_truncation, apply_freeze, head_initializer
+from keras_transfer.wording import counted
 
 # Large enough to zero a softmax in float32, small enough not to overflow.
 _MASK_VALUE = -1e9
@@ -343,8 +344,8 @@ class QuestionAnswerer(Task):
         contexts = check_strings(contexts, "contexts", ids)
         if len(questions) != len(contexts):
             raise ValueError(
-                f"Got {len(questions)} question{'s' if len(questions) != 1 else ''} but "
-                f"{len(contexts)} context{'s' if len(contexts) != 1 else ''}. "
+                f"Got {counted(len(questions), 'question')} but "
+                f"{counted(len(contexts), 'context')}. "
                 "Give one context per question (repeat a shared context)."
             )
         if not questions:
@@ -361,7 +362,7 @@ class QuestionAnswerer(Task):
             unanswerable = sum(not a["text"] for a in answers)
             if unanswerable and not self.allow_unanswerable:
                 raise ValueError(
-                    f"{unanswerable} of the {len(answers)} question{'s' if len(answers) != 1 else ''} "
+                    f"{unanswerable} of the {counted(len(answers), 'question')} "
                     f"{'have' if unanswerable != 1 else 'has'} no answer "
                     "(SQuAD 2.0 style), but this model has allow_unanswerable=False "
                     "and would never answer ''. Build it with "
@@ -571,8 +572,10 @@ class QuestionAnswerer(Task):
         preprocessor = config.get("preprocessor")
         if isinstance(preprocessor, dict):
             preprocessor = keras.layers.deserialize(preprocessor)
+        tokenizer = getattr(preprocessor, "tokenizer", None)
         try:
-            check_tokenizer(getattr(preprocessor, "tokenizer", None) or keras_hub.tokenizers.WordPieceTokenizer)
+            if tokenizer is not None:
+                check_tokenizer(tokenizer)
         except ValueError:
             model = super().from_config({**config, "preprocessor": None})
             model.preprocessor = preprocessor

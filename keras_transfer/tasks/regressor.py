@@ -285,10 +285,13 @@ class TextRegressor(Task):
             self._map_label_names(targets, getattr(x, "label_names", None))
         check_one_label_per_text(targets, "y")
         targets = self._check_labels(targets).astype("float64")
-        std = targets.std(axis=0)
-        self.target_mean = [float(v) for v in targets.mean(axis=0)]
         # A constant target has no spread to scale by.
-        self.target_std = [float(v) if v > 0 else 1.0 for v in std]
+        self._set_scale(targets.mean(axis=0), [v if v > 0 else 1.0 for v in targets.std(axis=0)])
+
+    def _set_scale(self, mean, std):
+        """Sets the target scale, and the output layer's copy of it."""
+        self.target_mean = [float(v) for v in mean]
+        self.target_std = [float(v) for v in std]
         scaling = self.get_layer("predictions")
         scaling.mean, scaling.std = list(self.target_mean), list(self.target_std)
 
@@ -362,10 +365,7 @@ class TextRegressor(Task):
             return
         # The head predicts in the scale it was trained with: keep it.
         self.standardize = True
-        self.target_mean = [float(v) for v in mean]
-        self.target_std = [float(v) for v in std]
-        scaling = self.get_layer("predictions")
-        scaling.mean, scaling.std = list(self.target_mean), list(self.target_std)
+        self._set_scale(mean, std)
 
     # Compile defaults ---------------------------------------------------------------
 
